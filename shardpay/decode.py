@@ -1,0 +1,380 @@
+"""CSV bytes to typed, validated transaction rows (SPEC "Input").
+
+Two paths give the same result for every line:
+
+* **Fast path** (:func:`decode_block`): a block of whole lines whose bytes pass
+  a cheap guard is rewritten into JSON with two ``bytes.replace`` passes and
+  decoded by msgspec in one C call into typed row structs, with range checks::
+
+      deposit,1,7,1.5\\n  ->  ["deposit","1","7","1.5e4"]  ->  Deposit(client=1, tx=7, amount=15000)
+
+  msgspec has no CSV decoder; every field becomes a JSON string and the
+  decoder runs with ``strict=False``, which turns numeric strings into ints
+  following JSON's number grammar. Appending ``e4`` to the amount makes the
+  amount come out in 1/10,000 units, exactly: the guard sends to the exact
+  path every line where that trick could be wrong (see :func:`_is_clean`).
+* **Exact path** (:func:`decode_line`): one line, parsed with the ``csv``
+  module and :func:`shardpay.money.parse_amount`; it handles quotes,
+  whitespace, three-field rows, invalid UTF-8 and every invalid row, and builds
+  the reject detail. Only lines that fail the guard, or blocks msgspec refuses,
+  take it.
+
+Line numbers are physical line numbers (counted by LF) of the input file.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from typing import Annotated, ClassVar, Union
+
+import msgspec
+
+from .errors import InputError
+from .money import parse_amount
+
+__all__ = [
+    "CHARGEBACK",
+    "DEPOSIT",
+    "DISPUTE",
+    "KIND_NAMES",
+    "RESOLVE",
+    "WITHDRAWAL",
+    "Block",
+    "Chargeback",
+    "Deposit",
+    "Dispute",
+    "Reject",
+    "Resolve",
+    "Row",
+    "Withdrawal",
+    "decode_block",
+    "decode_line",
+    "parse_header",
+]
+
+DEPOSIT, WITHDRAWAL, DISPUTE, RESOLVE, CHARGEBACK = range(5)
+"""Row kind codes, as carried in ring frames."""
+KIND_NAMES = ("deposit", "withdrawal", "dispute", "resolve", "chargeback")
+_KIND_OF = {name: code for code, name in enumerate(KIND_NAMES)}
+
+_Client = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+_Tx = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+# Below 2**53 units a double holds every integer exactly, so a guarded amount
+# (at most 4 decimals) decodes exactly; larger ones take the exact path.
+_FastAmount = Annotated[int, msgspec.Meta(gt=0, lt=2**53)]
+
+
+class Deposit(msgspec.Struct, array_like=True, tag="deposit", gc=False):
+    """A well-formed deposit row. ``amount`` is in 1/10,000 units, > 0."""
+
+    client: _Client
+    tx: _Tx
+    amount: int
+    kind: ClassVar[int] = DEPOSIT
+
+
+class Withdrawal(msgspec.Struct, array_like=True, tag="withdrawal", gc=False):
+    """A well-formed withdrawal row. ``amount`` is in 1/10,000 units, > 0."""
+
+    client: _Client
+    tx: _Tx
+    amount: int
+    kind: ClassVar[int] = WITHDRAWAL
+
+
+class Dispute(msgspec.Struct, array_like=True, tag="dispute", gc=False):
+    """A well-formed dispute row; its amount field is ignored (``amount`` is 0)."""
+
+    client: _Client
+    tx: _Tx
+    ignored: str = ""
+    kind: ClassVar[int] = DISPUTE
+    amount: ClassVar[int] = 0
+
+
+class Resolve(msgspec.Struct, array_like=True, tag="resolve", gc=False):
+    """A well-formed resolve row; its amount field is ignored (``amount`` is 0)."""
+
+    client: _Client
+    tx: _Tx
+    ignored: str = ""
+    kind: ClassVar[int] = RESOLVE
+    amount: ClassVar[int] = 0
+
+
+class Chargeback(msgspec.Struct, array_like=True, tag="chargeback", gc=False):
+    """A well-formed chargeback row; its amount field is ignored (``amount`` is 0)."""
+
+    client: _Client
+    tx: _Tx
+    ignored: str = ""
+    kind: ClassVar[int] = CHARGEBACK
+    amount: ClassVar[int] = 0
+
+
+Row = Union[Deposit, Withdrawal, Dispute, Resolve, Chargeback]
+"""A decoded, well-formed row. ``row.kind`` is its kind code."""
+_ROW_CLASSES = (Deposit, Withdrawal, Dispute, Resolve, Chargeback)
+
+
+# The fast decoder's amount field is range-checked; the classes above are
+# reused with a stricter field type through subclassing.
+class _FastDeposit(Deposit, tag="deposit"):
+    amount: _FastAmount
+
+
+class _FastWithdrawal(Withdrawal, tag="withdrawal"):
+    amount: _FastAmount
+
+
+_FAST_DECODER = msgspec.json.Decoder(
+    list[Union[_FastDeposit, _FastWithdrawal, Dispute, Resolve, Chargeback]], strict=False
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A rejected row: data, not an exception (SPEC "Transactions").
+
+    Attributes:
+        line: physical line number in the input, 1-based.
+        reason: a SPEC reason code, e.g. ``"invalid_row"``.
+        detail: what was wrong, e.g. ``"client '70000' is not an integer 0..65535"``.
+        fields: the row's fields as text (type, client, tx, amount), as read.
+    """
+
+    line: int
+    reason: str
+    detail: str
+    fields: tuple[str, str, str, str]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}: {self.detail}"
+
+
+Block = tuple[int, list]
+"""``(first_line, rows)``: decoded rows of consecutive lines, ``rows[i]`` on line ``first_line + i``."""
+
+# --- the guard ------------------------------------------------------------
+# Map every byte to a class: digits -> '0', 'e' -> 'e', other lowercase letters
+# -> 'a', ',' '.' '\n' stay, anything else (space, quote, upper case, '-', '+',
+# '\r', non-ASCII, ...) -> '?'.
+_CLASS = bytearray(b"?" * 256)
+for _b in b"0123456789":
+    _CLASS[_b] = ord("0")
+for _b in b"abcdefghijklmnopqrstuvwxyz":
+    _CLASS[_b] = ord("a")
+_CLASS[ord("e")] = ord("e")
+for _b in b",.\n":
+    _CLASS[_b] = _b
+_CLASS = bytes(_CLASS)
+_ROW_SKELETON = b",,,\n" * 4096
+
+
+def _is_clean(block: bytes) -> bool:
+    """True if every line of ``block`` (whole lines, ending in LF) is safe for the fast path.
+
+    Safe means: only ``[a-z0-9,.]`` bytes; exactly three commas; no ``.`` in the
+    type, client or tx field (msgspec would read ``1.0`` as 1); no exponent
+    (``1e3`` would be 1000); no run of five or more digits after a point (the
+    float parse behind ``e4`` is exact only up to 4 decimals). What the guard
+    lets through, msgspec either decodes exactly as the exact path would, or
+    refuses (leading zeros, ``5.``, ``.5``, unknown type, out-of-range numbers).
+    """
+    t = block.translate(_CLASS)
+    if b".00000" in t:
+        return False
+    skel = t.translate(None, b"0a")  # per line: the type's e's, then ",,,.\n" or ",,,\n"
+    if b",e" in skel or b".e" in skel or b".," in skel:
+        return False
+    bare = skel.translate(None, b".e")
+    n = len(bare)
+    while n > len(_ROW_SKELETON):  # very long blocks of very short rows
+        if bare[: len(_ROW_SKELETON)] != _ROW_SKELETON:
+            return False
+        bare = bare[len(_ROW_SKELETON) :]
+        n = len(bare)
+    return bare == _ROW_SKELETON[:n]
+
+
+def _to_json(block: bytes) -> bytes:
+    """``a,b,c,d\\n...`` -> ``[["a","b","c","de4"],...]`` (block ends in LF)."""
+    return b'[["' + block[:-1].replace(b",", b'","').replace(b"\n", b'e4"],["') + b'e4"]]'
+
+
+_ERR_INDEX = re.compile(r"\$\[(\d+)\]")
+
+
+def decode_block(block: bytes, first_line: int) -> tuple[list[Block], list[Reject]]:
+    """Decode whole lines of CSV data rows (SPEC "Input").
+
+    Args:
+        block: bytes holding whole lines, each ending in LF (CRLF allowed),
+            with no header.
+        first_line: the physical line number of the block's first line.
+
+    Returns:
+        ``(blocks, rejects)``: the well-formed rows as :data:`Block` runs in
+        line order, and the invalid rows as :class:`Reject` records
+        (reason ``invalid_row``) in line order. Empty lines are skipped.
+    """
+    if b"\r" in block:
+        block = block.replace(b"\r\n", b"\n")
+    blocks: list[Block] = []
+    rejects: list[Reject] = []
+    if _is_clean(block):
+        _decode_clean(block, first_line, blocks, rejects)
+        return blocks, rejects
+    # Some line needs the exact path: split into runs of clean lines.
+    lines = block.split(b"\n")
+    lines.pop()  # the block ends in LF
+    run_start = 0
+    line_no = first_line
+    for i, raw in enumerate(lines):
+        if raw and _is_clean(raw + b"\n"):
+            continue
+        if run_start < i:
+            _decode_clean(b"\n".join(lines[run_start:i]) + b"\n", first_line + run_start, blocks, rejects)
+        line_no = first_line + i
+        _exact(raw, line_no, blocks, rejects)
+        run_start = i + 1
+    if run_start < len(lines):
+        _decode_clean(b"\n".join(lines[run_start:]) + b"\n", first_line + run_start, blocks, rejects)
+    return blocks, rejects
+
+
+def _decode_clean(block: bytes, first_line: int, blocks: list[Block], rejects: list[Reject]) -> None:
+    """Fast-decode guarded lines; a line msgspec refuses takes the exact path."""
+    while block:
+        try:
+            blocks.append((first_line, _FAST_DECODER.decode(_to_json(block))))
+            return
+        except (msgspec.ValidationError, msgspec.DecodeError) as err:
+            m = _ERR_INDEX.search(str(err))
+            if m is None:  # not expected: decode every line exactly
+                for i, raw in enumerate(block[:-1].split(b"\n")):
+                    _exact(raw, first_line + i, blocks, rejects)
+                return
+            k = int(m.group(1))
+        # Lines [0, k) are fine, line k is refused: decode again around it.
+        end = -1
+        for _ in range(k):
+            end = block.index(b"\n", end + 1)
+        if k:
+            blocks.append((first_line, _FAST_DECODER.decode(_to_json(block[: end + 1]))))
+        stop = block.index(b"\n", end + 1)
+        _exact(block[end + 1 : stop], first_line + k, blocks, rejects)
+        block = block[stop + 1 :]
+        first_line += k + 1
+
+
+def _exact(raw: bytes, line: int, blocks: list[Block], rejects: list[Reject]) -> None:
+    row = decode_line(raw, line)
+    if row is None:
+        return
+    if isinstance(row, Reject):
+        rejects.append(row)
+    else:
+        blocks.append((line, [row]))
+
+
+_DIGITS = re.compile(r"[0-9]+")
+_SPACE_BEFORE_COMMA = re.compile(r'"\s+(?=,|$)')
+_TYPE_LIST = ", ".join(KIND_NAMES)
+
+
+def split_fields(text: str) -> list[str]:
+    """Split one stripped line into its stripped fields, RFC 4180 quoting.
+
+    Raises:
+        ValueError: malformed quoting (e.g. an unterminated quote); the
+            message is the reject detail.
+    """
+    if '"' not in text:
+        return [f.strip() for f in text.split(",")]
+    text = _SPACE_BEFORE_COMMA.sub('"', text)
+    try:
+        fields = next(csv.reader((text,), skipinitialspace=True, strict=True))
+    except csv.Error as err:
+        raise ValueError(f"malformed quoting: {err}") from None
+    return [f.strip() for f in fields]
+
+
+def decode_line(raw: bytes, line: int) -> Row | Reject | None:
+    """Decode one data line exactly (SPEC "Input"): the reference for the fast path.
+
+    Args:
+        raw: the line's bytes without its LF.
+        line: its physical line number.
+
+    Returns:
+        A row struct, a :class:`Reject` with reason ``invalid_row``, or None
+        for an empty (whitespace-only) line.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        text = raw.decode("utf-8", "backslashreplace").strip()
+        return _invalid(line, f"row is not valid UTF-8 (byte {err.start + 1})", text.split(","))
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        fields = split_fields(text)
+    except ValueError as err:
+        return _invalid(line, str(err), text.split(","))
+    if len(fields) == 3:
+        fields.append("")
+    if len(fields) != 4:
+        return _invalid(line, f"expected 4 fields (type,client,tx,amount), got {len(fields)}", fields)
+    type_, client, tx, amount = fields
+    kind = _KIND_OF.get(type_)
+    if kind is None:
+        return _invalid(line, f"type {type_!r} is not one of {_TYPE_LIST}", fields)
+    if not _DIGITS.fullmatch(client) or int(client) > 65535:
+        return _invalid(line, f"client {client!r} is not an integer 0..65535", fields)
+    if not _DIGITS.fullmatch(tx) or int(tx) > 2**32 - 1:
+        return _invalid(line, f"tx {tx!r} is not an integer 0..4294967295", fields)
+    if kind <= WITHDRAWAL:
+        try:
+            units = parse_amount(amount)
+        except ValueError as err:
+            return _invalid(line, str(err), fields)
+        return _ROW_CLASSES[kind](int(client), int(tx), units)
+    return _ROW_CLASSES[kind](int(client), int(tx), amount)
+
+
+def _invalid(line: int, detail: str, fields: list[str]) -> Reject:
+    f = (list(fields) + ["", "", "", ""])[:4]
+    if len(fields) > 4:
+        f[3] = ",".join(fields[3:])
+    return Reject(line, "invalid_row", detail, (f[0], f[1], f[2], f[3]))
+
+
+def parse_header(raw: bytes) -> bool:
+    """Check the header line (SPEC "Input": the first non-empty line).
+
+    Args:
+        raw: the header line's bytes without LF (a leading BOM already removed).
+
+    Returns:
+        True if it has the amount column, False for ``type,client,tx``.
+
+    Raises:
+        InputError: it is not ``type,client,tx,amount`` (trimmed, any case).
+    """
+    try:
+        text = raw.decode("utf-8").strip()
+        names = [n.lower() for n in split_fields(text)]
+    except (UnicodeDecodeError, ValueError):
+        names = None
+    if names == ["type", "client", "tx", "amount"]:
+        return True
+    if names == ["type", "client", "tx"]:
+        return False
+    found = raw.decode("utf-8", "backslashreplace").strip()
+    if len(found) > 80:
+        found = found[:77] + "..."
+    raise InputError(f"bad header: expected 'type,client,tx,amount', found {found!r}")

@@ -1,0 +1,227 @@
+"""The SPEC state machine of one shard: accounts, stored deposits, rejects.
+
+A plain module with no processes in it (SPEC "Accounts", "Transactions").
+The reader has already dropped invalid rows and marked ``duplicate_tx`` rows
+(it owns the global tx-id claim); a :class:`Ledger` applies every other rule,
+in file order, to the rows of the clients it owns.
+
+Data layout, chosen for speed and compactness (client ids are u16):
+
+* balances: two lists of 65,536 ints indexed by client (``available``,
+  ``held``); ``locked`` and ``exists`` are bytearrays of 65,536 flags.
+* stored transactions (accepted deposits, and accepted withdrawals so a
+  dispute of one is ``not_disputable``): rising tx ids, the usual case, go to
+  four parallel arrays (tx u32, amount i64, client u16, state u8: 15 bytes
+  a transaction plus array slack) searched with ``bisect``; a tx id lower than
+  the last stored one goes to a dict (about 200 bytes a transaction).
+"""
+
+from __future__ import annotations
+
+from array import array
+from bisect import bisect_left
+
+from .money import MAX_UNITS, MIN_UNITS
+
+__all__ = [
+    "DUPLICATE",
+    "REASONS",
+    "Ledger",
+]
+
+REASONS = (
+    "invalid_row",
+    "duplicate_tx",
+    "account_locked",
+    "insufficient_funds",
+    "unknown_tx",
+    "not_disputable",
+    "already_disputed",
+    "not_disputed",
+    "overflow",
+)
+"""SPEC reason codes, in SPEC's order of precedence; a reject carries the index."""
+(
+    INVALID_ROW,
+    DUPLICATE_TX,
+    ACCOUNT_LOCKED,
+    INSUFFICIENT_FUNDS,
+    UNKNOWN_TX,
+    NOT_DISPUTABLE,
+    ALREADY_DISPUTED,
+    NOT_DISPUTED,
+    OVERFLOW,
+) = range(len(REASONS))
+
+DUPLICATE = 8
+"""Added by the reader to the kind of a deposit/withdrawal whose tx id was already claimed."""
+
+# Stored transaction states.
+SETTLED, DISPUTED, CHARGED_BACK, WITHDRAWN = range(4)
+
+REJECT_FIELDS = 7
+"""A reject is 7 int64s: line, reason, kind, client, tx, amount, aux (see :meth:`Ledger.apply`)."""
+
+
+class Ledger:
+    """Accounts and stored transactions of one shard (SPEC "Accounts", "Transactions").
+
+    Rejects are appended to :attr:`rejects`, an ``array('q')`` of
+    :data:`REJECT_FIELDS` ints per reject: ``line, reason, kind, client, tx,
+    amount, aux`` where ``reason`` indexes :data:`REASONS` and ``aux`` is the
+    available balance for ``insufficient_funds``, the stored state for
+    ``already_disputed``/``not_disputed``, else 0.
+    """
+
+    def __init__(self) -> None:
+        self.available = [0] * 65536
+        self.held = [0] * 65536
+        self.locked = bytearray(65536)
+        self.exists = bytearray(65536)
+        # rising tx ids: parallel arrays
+        self.tx_ids = array("I")
+        self.amounts = array("q")
+        self.clients = array("H")
+        self.states = bytearray()
+        # out-of-order tx ids: tx -> [amount, client, state]
+        self.others: dict[int, list[int]] = {}
+        self.rejects = array("q")
+        self.applied = 0
+
+    def stored(self) -> int:
+        """Number of stored transactions (accepted deposits and withdrawals)."""
+        return len(self.tx_ids) + len(self.others)
+
+    def apply(self, lines, kinds, clients, txs, amounts) -> int:
+        """Apply rows in file order (SPEC "Transactions" table).
+
+        Args:
+            lines, kinds, clients, txs, amounts: equal-length sequences of
+                ints, one element per row: physical line number, kind code
+                (``shardpay.decode.DEPOSIT``..``CHARGEBACK``, plus
+                :data:`DUPLICATE` for a deposit/withdrawal whose tx id was
+                already claimed), client id, tx id, amount in 1/10,000 units
+                (0 for dispute, resolve, chargeback).
+
+        Returns:
+            The number of rows rejected by this call.
+        """
+        available, held, locked, exists = self.available, self.held, self.locked, self.exists
+        tx_ids, st_amounts, st_clients, states, others = (
+            self.tx_ids, self.amounts, self.clients, self.states, self.others,
+        )
+        rejects = self.rejects
+        reject = rejects.extend
+        before = len(rejects)
+        last_tx = tx_ids[-1] if tx_ids else -1
+        n_ids = len(tx_ids)
+        for line, kind, c, tx, amt in zip(lines, kinds, clients, txs, amounts):
+            exists[c] = 1
+            if kind >= DUPLICATE:
+                reject((line, DUPLICATE_TX, kind - DUPLICATE, c, tx, amt, 0))
+                continue
+            if locked[c]:
+                reject((line, ACCOUNT_LOCKED, kind, c, tx, amt, 0))
+                continue
+            if kind == 0:  # deposit
+                a = available[c] + amt
+                if a + held[c] > MAX_UNITS:
+                    reject((line, OVERFLOW, kind, c, tx, amt, 0))
+                    continue
+                available[c] = a
+                state = SETTLED
+            elif kind == 1:  # withdrawal
+                a = available[c]
+                if a < amt:
+                    reject((line, INSUFFICIENT_FUNDS, kind, c, tx, amt, a))
+                    continue
+                available[c] = a - amt
+                state = WITHDRAWN
+            else:  # dispute, resolve, chargeback: find the stored tx
+                i = bisect_left(tx_ids, tx) if tx <= last_tx else n_ids
+                if i < n_ids and tx_ids[i] == tx:
+                    if st_clients[i] != c:
+                        reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
+                        continue
+                    st = states[i]
+                    stored_amt = st_amounts[i]
+                    rec = None
+                else:
+                    rec = others.get(tx)
+                    if rec is None or rec[1] != c:
+                        reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
+                        continue
+                    stored_amt, _, st = rec
+                if kind == 2:  # dispute
+                    if st != SETTLED:
+                        reason = NOT_DISPUTABLE if st == WITHDRAWN else ALREADY_DISPUTED
+                        reject((line, reason, kind, c, tx, 0, st))
+                        continue
+                    a = available[c] - stored_amt
+                    h = held[c] + stored_amt
+                    if a < MIN_UNITS or h > MAX_UNITS:
+                        reject((line, OVERFLOW, kind, c, tx, 0, 0))
+                        continue
+                    available[c] = a
+                    held[c] = h
+                    st = DISPUTED
+                else:
+                    if st != DISPUTED:
+                        reject((line, NOT_DISPUTED, kind, c, tx, 0, st))
+                        continue
+                    h = held[c] - stored_amt
+                    if kind == 3:  # resolve
+                        a = available[c] + stored_amt
+                        if a > MAX_UNITS:
+                            reject((line, OVERFLOW, kind, c, tx, 0, 0))
+                            continue
+                        available[c] = a
+                        st = SETTLED
+                    else:  # chargeback: total falls, the account locks
+                        if available[c] + h < MIN_UNITS:
+                            reject((line, OVERFLOW, kind, c, tx, 0, 0))
+                            continue
+                        locked[c] = 1
+                        st = CHARGED_BACK
+                    held[c] = h
+                if rec is None:
+                    states[i] = st
+                else:
+                    rec[2] = st
+                continue
+            # store the accepted deposit or withdrawal
+            if tx > last_tx:
+                tx_ids.append(tx)
+                st_amounts.append(amt)
+                st_clients.append(c)
+                states.append(state)
+                last_tx = tx
+                n_ids += 1
+            else:
+                others[tx] = [amt, c, state]
+        self.applied += len(lines)
+        return (len(rejects) - before) // REJECT_FIELDS
+
+    def apply_one(self, line: int, kind: int, client: int, tx: int, amount: int = 0) -> str | None:
+        """Apply one row (see :meth:`apply`); return its reject reason, or None if accepted."""
+        n = len(self.rejects)
+        self.apply((line,), (kind,), (client,), (tx,), (amount,))
+        if len(self.rejects) == n:
+            return None
+        return REASONS[self.rejects[n + 1]]
+
+    def snapshot(self) -> tuple[array, array, array, bytes]:
+        """The shard's accounts, sorted by client (SPEC "Output").
+
+        Returns:
+            ``(clients u16, available i64, held i64, locked bytes)``, one
+            element per account, amounts in 1/10,000 units.
+        """
+        clients = array("H", [c for c in range(65536) if self.exists[c]])
+        available, held, locked = self.available, self.held, self.locked
+        return (
+            clients,
+            array("q", [available[c] for c in clients]),
+            array("q", [held[c] for c in clients]),
+            bytes(locked[c] for c in clients),
+        )

@@ -1,0 +1,121 @@
+"""Rejected rows: spooled to files by each process, merged by line in the parent.
+
+Each process sees its rows in file order, so each spool is already sorted by
+line; :func:`merge` is a streaming k-way merge (``heapq.merge``), so output
+never depends on the worker count and memory never holds every reject.
+
+* the reader's spool: invalid rows, msgpack batches of
+  ``(line, detail, type, client, tx, amount)`` text tuples, each batch
+  prefixed by its length (u32 little-endian);
+* a worker's spool: raw int64 records ``line, reason, kind, client, tx,
+  amount, aux`` (:data:`shardpay.ledger.REJECT_FIELDS`), built into text only
+  here, when a reject is shown or written.
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+from array import array
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO, NamedTuple
+
+import msgspec
+
+from .decode import KIND_NAMES, WITHDRAWAL, Reject
+from .ledger import (
+    ACCOUNT_LOCKED,
+    ALREADY_DISPUTED,
+    CHARGED_BACK,
+    DUPLICATE_TX,
+    INSUFFICIENT_FUNDS,
+    NOT_DISPUTABLE,
+    NOT_DISPUTED,
+    OVERFLOW,
+    REASONS,
+    REJECT_FIELDS,
+    UNKNOWN_TX,
+    WITHDRAWN,
+)
+from .money import format_units
+
+__all__ = ["RejectRow", "merge", "write_reader_batch"]
+
+_LEN = struct.Struct("<I")
+_ENC = msgspec.msgpack.Encoder()
+_DEC = msgspec.msgpack.Decoder(list[tuple[int, str, str, str, str, str]])
+
+
+class RejectRow(NamedTuple):
+    """One rejected row as reported: the columns of ``--rejects`` (SPEC reason codes).
+
+    ``line`` is the physical input line; ``amount`` is as read for invalid
+    rows, four-decimal text for deposits/withdrawals, empty otherwise.
+    """
+
+    line: int
+    type: str
+    client: str
+    tx: str
+    amount: str
+    reason: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}: {self.detail}"
+
+
+def write_reader_batch(spool: BinaryIO, rejects: Iterable[Reject]) -> None:
+    """Append invalid-row rejects (in line order) to the reader's spool."""
+    data = _ENC.encode([(r.line, r.detail, *r.fields) for r in rejects])
+    spool.write(_LEN.pack(len(data)))
+    spool.write(data)
+
+
+def _reader_rows(path: str) -> Iterator[RejectRow]:
+    with open(path, "rb") as f:
+        while head := f.read(4):
+            (n,) = _LEN.unpack(head)
+            for line, detail, t, c, tx, amount in _DEC.decode(f.read(n)):
+                yield RejectRow(line, t, c, tx, amount, "invalid_row", detail)
+
+
+def _worker_rows(path: str) -> Iterator[RejectRow]:
+    block = REJECT_FIELDS * 8 * 8192
+    with open(path, "rb") as f:
+        while data := f.read(block):
+            recs = array("q")
+            recs.frombytes(data)
+            for i in range(0, len(recs), REJECT_FIELDS):
+                yield render(*recs[i : i + REJECT_FIELDS])
+
+
+def render(line: int, reason: int, kind: int, client: int, tx: int, amount: int, aux: int) -> RejectRow:
+    """Build the reported row of a ledger reject record (see :class:`shardpay.ledger.Ledger`)."""
+    name = KIND_NAMES[kind]
+    if reason == DUPLICATE_TX:
+        detail = f"tx {tx} was already used by an earlier deposit or withdrawal"
+    elif reason == ACCOUNT_LOCKED:
+        detail = f"account {client} is locked by a chargeback"
+    elif reason == INSUFFICIENT_FUNDS:
+        detail = f"available {format_units(aux)} is less than {format_units(amount)}"
+    elif reason == UNKNOWN_TX:
+        detail = f"client {client} has no accepted deposit or withdrawal with tx {tx} before this line"
+    elif reason == NOT_DISPUTABLE:
+        detail = f"tx {tx} is a withdrawal; only deposits can be disputed"
+    elif reason == ALREADY_DISPUTED:
+        detail = f"tx {tx} was charged back" if aux == CHARGED_BACK else f"tx {tx} is already under dispute"
+    elif reason == NOT_DISPUTED:
+        detail = f"tx {tx} is a withdrawal" if aux == WITHDRAWN else f"tx {tx} is not under dispute"
+    elif reason == OVERFLOW:
+        detail = "a balance would leave the signed 64-bit range of 1/10,000 units"
+    else:
+        detail = ""
+    amount_text = format_units(amount) if kind <= WITHDRAWAL else ""
+    return RejectRow(line, name, str(client), str(tx), amount_text, REASONS[reason], detail)
+
+
+def merge(reader_spool: str, worker_spools: Iterable[str]) -> Iterator[RejectRow]:
+    """Every reject of a run, in line order (each line is rejected at most once)."""
+    streams = [_reader_rows(reader_spool)] + [_worker_rows(p) for p in worker_spools]
+    return heapq.merge(*streams, key=lambda r: r.line)

@@ -1,0 +1,230 @@
+"""Everything the user sees: the accounts CSV, the rejects CSV, stats, progress, summary.
+
+Output files are written atomically (:func:`atomic_output`): a temporary file
+in the same folder, renamed over the target only when complete, so a failed
+run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from .errors import OutputError
+from .money import format_units
+from .rejects import RejectRow
+
+__all__ = [
+    "HEADER",
+    "REJECTS_HEADER",
+    "account_line",
+    "atomic_output",
+    "make_progress",
+    "print_summary",
+    "stats_dict",
+    "write_accounts",
+    "write_rejects",
+]
+
+HEADER = "client,available,held,total,locked\n"
+"""The output's header line (SPEC "Output")."""
+REJECTS_HEADER = ("line", "type", "client", "tx", "amount", "reason", "detail")
+"""Columns of the ``--rejects`` CSV."""
+
+
+def account_line(client: int, available: int, held: int, locked: bool) -> str:
+    """One output row (SPEC "Output"): amounts with four decimals, LF-terminated."""
+    return (
+        f"{client},{format_units(available)},{format_units(held)},"
+        f"{format_units(available + held)},{'true' if locked else 'false'}\n"
+    )
+
+
+def write_accounts(out: IO[str], accounts: tuple[list[int], list[int], list[int], list[bool]]) -> None:
+    """Write the header and one row per account, in the given (client) order."""
+    out.write(HEADER)
+    out.writelines(account_line(c, a, h, lk) for c, a, h, lk in zip(*accounts))
+
+
+def write_rejects(out: IO[str], rejects: Iterable[RejectRow]) -> int:
+    """Write ``line,type,client,tx,amount,reason,detail`` rows; return how many."""
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(REJECTS_HEADER)
+    n = 0
+    for r in rejects:
+        w.writerow(r)
+        n += 1
+    return n
+
+
+@contextlib.contextmanager
+def atomic_output(path: str) -> Iterator[IO[str]]:
+    """A text file that appears at ``path`` only if the block completes.
+
+    Raises:
+        OutputError: the folder is not writable, or a write fails (disk full).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from None
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as f:
+            yield f
+        os.replace(tmp, path)
+    except OSError as err:
+        _unlink(tmp)
+        raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def stats_dict(results: dict[str, dict], workers: int, counts: dict[str, int], accounts: int) -> dict[str, Any]:
+    """The run's figures as a JSON-ready dict (``--stats``; the summary shows the same)."""
+    rd = results["reader"]
+    rows = rd["rows"]
+    rejected = sum(counts.values())
+    ws = [results[f"worker {i}"] for i in range(workers)]
+
+    def rate(n: int, seconds: float) -> float:
+        return round(n / seconds) if seconds > 0 else 0.0
+
+    valid = rows - rd["invalid"]
+    return {
+        "rows_read": rows,
+        "rows_accepted": rows - rejected,
+        "rows_rejected": rejected,
+        "rejected_by_reason": dict(sorted(counts.items())),
+        "accounts": accounts,
+        "workers": workers,
+        "bytes_read": rd["bytes"],
+        "rows_per_shard": rd["shard_rows"],
+        "stored_transactions_per_shard": [w["stored"] for w in ws],
+        "reader": {
+            "pid": rd["pid"],
+            "cpu_seconds": round(rd["cpu_seconds"], 3),
+            "peak_rss_bytes": rd["peak_rss_bytes"],
+            "decode_seconds": round(rd["decode_seconds"], 3),
+            "decode_rows_per_second": rate(rows, rd["decode_seconds"]),
+            "route_seconds": round(rd["route_seconds"], 3),
+            "route_rows_per_second": rate(valid, rd["route_seconds"]),
+            "blocked_on_full_rings_seconds": round(rd["blocked_seconds"], 3),
+        },
+        "workers_detail": [
+            {
+                "shard": i,
+                "pid": w["pid"],
+                "rows": w["rows"],
+                "cpu_seconds": round(w["cpu_seconds"], 3),
+                "peak_rss_bytes": w["peak_rss_bytes"],
+                "apply_seconds": round(w["apply_seconds"], 3),
+                "apply_rows_per_second": rate(w["rows"], w["apply_seconds"]),
+                "waiting_on_empty_ring_seconds": round(w["wait_seconds"], 3),
+            }
+            for i, w in enumerate(ws)
+        ],
+    }
+
+
+def finish_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """Add the whole-run figures that need the wall time (rows/s, sums)."""
+    wall = stats["wall_seconds"]
+    stats["wall_seconds"] = round(wall, 3)
+    stats["rows_per_second"] = round(stats["rows_read"] / wall) if wall > 0 else 0
+    procs = [stats["parent"], stats["reader"], *stats["workers_detail"]]
+    stats["parent"]["cpu_seconds"] = round(stats["parent"]["cpu_seconds"], 3)
+    stats["cpu_seconds_total"] = round(sum(p["cpu_seconds"] for p in procs), 3)
+    stats["peak_rss_bytes_sum"] = sum(p["peak_rss_bytes"] for p in procs)
+    return stats
+
+
+def make_progress(console: Any) -> Any:
+    """A rich Progress on ``console`` (stderr): bytes read of the input size, rows/s, elapsed.
+
+    Disabled when the console is not a terminal. Data written to stdout while
+    it is live stays on stdout (``redirect_stdout=False``).
+    """
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TransferSpeedColumn,
+    )
+    from rich.text import Text
+
+    class _Speed(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            rows = task.fields.get("rows_per_second")
+            return Text(f"{rows:,.0f} rows/s" if rows else "", style="progress.data.speed")
+
+    return Progress(
+        TextColumn("[bold]shardpay"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        _Speed(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        redirect_stdout=False,
+        redirect_stderr=False,
+        transient=True,
+    )
+
+
+def print_summary(console: Any, stats: dict[str, Any], first_rejects: list[RejectRow]) -> None:
+    """Print the end-of-run summary on ``console`` (stderr) with rich."""
+    from rich.table import Table
+
+    def mib(n: int) -> str:
+        return f"{n / 2**20:,.1f} MiB"
+
+    t = Table(title="shardpay summary", show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("rows read", f"{stats['rows_read']:,}")
+    t.add_row("accepted", f"{stats['rows_accepted']:,}")
+    t.add_row("rejected", f"{stats['rows_rejected']:,}")
+    for reason, n in stats["rejected_by_reason"].items():
+        t.add_row(f"  {reason}", f"{n:,}")
+    t.add_row("accounts", f"{stats['accounts']:,}")
+    t.add_row("wall time", f"{stats['wall_seconds']:.2f} s")
+    t.add_row("throughput", f"{stats['rows_per_second']:,} rows/s")
+    t.add_row("rows per shard", ", ".join(f"{n:,}" for n in stats["rows_per_shard"]))
+    procs = [("parent", stats["parent"]), ("reader", stats["reader"])]
+    procs += [(f"worker {w['shard']}", w) for w in stats["workers_detail"]]
+    for name, p in procs:
+        t.add_row(name, f"CPU {p['cpu_seconds']:.2f} s, peak RSS {mib(p['peak_rss_bytes'])}")
+    console.print(t)
+    if first_rejects:
+        console.print(f"first {len(first_rejects)} rejects are shown above; --rejects FILE writes them all")
+
+
+def dump_stats(path: str, stats: dict[str, Any]) -> None:
+    """Write ``stats`` as JSON to ``path`` atomically."""
+    with atomic_output(path) as f:
+        json.dump(stats, f, indent=2)
+        f.write("\n")
+
+
+def render_accounts(accounts: tuple[list[int], list[int], list[int], list[bool]]) -> str:
+    """The whole output CSV as text (header and rows)."""
+    buf = io.StringIO()
+    write_accounts(buf, accounts)
+    return buf.getvalue()

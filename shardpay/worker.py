@@ -1,0 +1,75 @@
+"""The worker: one per shard; applies its rows to its :class:`~shardpay.ledger.Ledger`.
+
+Runs in its own process (see :mod:`shardpay.engine`): receives frames from
+its ring in file order until the end-of-stream mark, applies each to the
+ledger, spools rejects to a file as it goes (memory stays bounded however
+many rows are rejected), and finally sends the shard's snapshot and figures.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from array import array
+from collections import Counter
+from typing import Any
+
+from .ledger import REASONS, REJECT_FIELDS, Ledger
+from .reader import unpack_frame
+from .ring import Ring
+
+__all__ = ["SPOOL_REJECTS", "run_worker"]
+
+SPOOL_REJECTS = 32768
+"""Rejects kept in memory before they are appended to the spool file (7 int64s each)."""
+
+
+def run_worker(index: int, ring: Ring, spool_path: str, stop: Any, strict: bool) -> dict:
+    """Drain ``ring`` into a fresh ledger; return the snapshot and figures.
+
+    Args:
+        index: this worker's shard number.
+        ring: the ring to consume (this process is its only consumer).
+        spool_path: file to append rejects to, as raw int64 records
+            (:data:`shardpay.ledger.REJECT_FIELDS` per reject, line order).
+        stop: an Event set on the first reject when ``strict``.
+        strict: ``--strict``.
+
+    Returns:
+        A dict with ``snapshot`` (see :meth:`Ledger.snapshot`), ``rows``,
+        ``reject_counts`` (reason -> count), ``stored``, ``apply_seconds``,
+        ``wait_seconds``.
+    """
+    fault = os.environ.get("SHARDPAY_TEST_FAULT", "")
+    ledger = Ledger()
+    counts: Counter[int] = Counter()
+    apply_seconds = 0.0
+    with open(spool_path, "wb") as spool:
+        while True:
+            frame = ring.recv()
+            if frame is None:
+                break
+            if fault == f"worker-{index}-raise":
+                raise RuntimeError(f"injected fault in worker {index}")
+            cols = unpack_frame(frame)
+            t0 = time.perf_counter()
+            rejected = ledger.apply(*cols)
+            apply_seconds += time.perf_counter() - t0
+            del cols
+            if rejected:
+                if strict:
+                    stop.set()
+                if len(ledger.rejects) >= SPOOL_REJECTS * REJECT_FIELDS:
+                    counts.update(ledger.rejects[1::REJECT_FIELDS])
+                    ledger.rejects.tofile(spool)
+                    ledger.rejects = array("q")
+        counts.update(ledger.rejects[1::REJECT_FIELDS])
+        ledger.rejects.tofile(spool)
+    return {
+        "snapshot": ledger.snapshot(),
+        "rows": ledger.applied,
+        "reject_counts": {REASONS[r]: n for r, n in counts.items()},
+        "stored": ledger.stored(),
+        "apply_seconds": apply_seconds,
+        "wait_seconds": ring.blocked_seconds,
+    }

@@ -1,0 +1,219 @@
+"""The decoder: fast path and exact path agree, every invalid field is rejected."""
+
+import io
+
+import pytest
+
+from shardpay.decode import (
+    CHARGEBACK,
+    DEPOSIT,
+    DISPUTE,
+    RESOLVE,
+    WITHDRAWAL,
+    Reject,
+    _is_clean,
+    decode_block,
+    decode_line,
+    parse_header,
+)
+from shardpay.errors import InputError
+from shardpay.reader import Reader, unpack_frame
+
+
+def rows_of(data: bytes, first_line: int = 2):
+    """[(line, kind, client, tx, amount)] and [(line, detail)] of a block."""
+    blocks, rejects = decode_block(data, first_line)
+    rows = [(first + i, r.kind, r.client, r.tx, r.amount) for first, rs in blocks for i, r in enumerate(rs)]
+    return rows, [(r.line, r.detail) for r in rejects]
+
+
+def exact_rows(data: bytes, first_line: int = 2):
+    """The same, decoding every line with the exact path only."""
+    rows, rejects = [], []
+    for i, raw in enumerate(data.split(b"\n")[:-1]):
+        out = decode_line(raw.rstrip(b"\r"), first_line + i)
+        if isinstance(out, Reject):
+            rejects.append((out.line, out.detail))
+        elif out is not None:
+            rows.append((first_line + i, out.kind, out.client, out.tx, out.amount))
+    return rows, rejects
+
+
+CLEAN = b"deposit,1,1,1.5\nwithdrawal,2,2,0.0001\ndispute,1,1,\nresolve,1,1,\nchargeback,3,4,\n"
+
+
+def test_clean_block_takes_fast_path_and_decodes_exactly():
+    assert _is_clean(CLEAN)
+    rows, rejects = rows_of(CLEAN)
+    assert rejects == []
+    assert rows == [
+        (2, DEPOSIT, 1, 1, 15000),
+        (3, WITHDRAWAL, 2, 2, 1),
+        (4, DISPUTE, 1, 1, 0),
+        (5, RESOLVE, 1, 1, 0),
+        (6, CHARGEBACK, 3, 4, 0),
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"deposit, 1 ,1,1", b"deposit,1.0,1,1", b"deposit,1e3,1,1", b"deposit,1,1,1e3", b"deposit,1,1,1.23450",
+     b"dispute,1,1", b"deposit,1,1,1,5", b'"deposit",1,1,1', b"Deposit,1,1,1", b"deposit,1,1,-1",
+     b"deposit,1,1,1.00000000000000001", b"", b"deposit,1,1\xff,1", b"deposit,1,2.,1"],
+)
+def test_guard_sends_risky_lines_to_exact_path(line):
+    assert not _is_clean(line + b"\n")
+
+
+ODD = [
+    (b"  deposit , 1 , 1 , 1.5  ", (DEPOSIT, 1, 1, 15000)),
+    (b'"deposit","1","1","1.5"', (DEPOSIT, 1, 1, 15000)),
+    (b' "deposit" , "1", 1 ,"1.5" ', (DEPOSIT, 1, 1, 15000)),
+    (b"dispute,1,7", (DISPUTE, 1, 7, 0)),
+    (b"dispute,1,7,whatever it holds", (DISPUTE, 1, 7, 0)),
+    (b"deposit,007,0,.5", (DEPOSIT, 7, 0, 5000)),
+    (b"deposit,65535,4294967295,5.", (DEPOSIT, 65535, 4294967295, 50000)),
+    (b"withdrawal,1,1,1.23450", (WITHDRAWAL, 1, 1, 12345)),
+    (b"withdrawal,1,1,922337203685477.5807", (WITHDRAWAL, 1, 1, 2**63 - 1)),
+    (b"deposit,1,1,900719925474.0993", (DEPOSIT, 1, 1, 9007199254740993)),
+]
+
+
+@pytest.mark.parametrize("line, row", ODD)
+def test_odd_but_valid_rows(line, row):
+    rows, rejects = rows_of(line + b"\n", 10)
+    assert rejects == []
+    assert rows == [(10, *row)]
+    rows, _ = rows_of(line + b"\r\n", 10)  # CRLF too
+    assert rows == [(10, *row)]
+
+
+BAD = [
+    (b"deposits,1,1,1", "type 'deposits'"),
+    (b"DEPOSIT,1,1,1", "type 'DEPOSIT'"),
+    (b"deposit,,1,1", "client ''"),
+    (b"deposit,-1,1,1", "client '-1'"),
+    (b"deposit,65536,1,1", "client '65536'"),
+    (b"deposit,1.0,1,1", "client '1.0'"),
+    (b"deposit,1e3,1,1", "client '1e3'"),
+    (b"deposit,\xd9\xa1,1,1", "client"),  # an Arabic-Indic digit is not a plain digit
+    (b"deposit,1,4294967296,1", "tx '4294967296'"),
+    (b"deposit,1,x,1", "tx 'x'"),
+    (b"deposit,1,1,", "amount is missing"),
+    (b"withdrawal,1,1", "amount is missing"),
+    (b"deposit,1,1,0", "not greater than zero"),
+    (b"deposit,1,1,0.00000", "not greater than zero"),
+    (b"deposit,1,1,-5", "not a decimal"),
+    (b"deposit,1,1,1.23456", "more than 4 decimal places"),
+    (b"deposit,1,1,1.00000000000000001", "more than 4 decimal places"),
+    (b"deposit,1,1,922337203685477.5808", "larger than"),
+    (b"deposit,1,1,1e3", "not a decimal"),
+    (b"deposit,1,1,nan", "not a decimal"),
+    (b"deposit,1,1,1,5", "expected 4 fields"),
+    (b"deposit,1", "expected 4 fields"),
+    (b'deposit,"1,1,1', "malformed quoting"),
+    (b"deposit,1,1,1.5\xff", "not valid UTF-8"),
+]
+
+
+@pytest.mark.parametrize("line, words", BAD)
+def test_invalid_rows_are_rejected_with_detail(line, words):
+    block = b"deposit,1,100,1\n" + line + b"\ndeposit,2,101,2\n"
+    rows, rejects = rows_of(block, 5)
+    assert [r[0] for r in rows] == [5, 7]  # the rows around it are untouched
+    assert len(rejects) == 1 and rejects[0][0] == 6
+    assert words in rejects[0][1]
+
+
+def test_empty_lines_are_skipped_and_counted():
+    rows, rejects = rows_of(b"deposit,1,1,1\n\n   \n\r\ndeposit,1,2,1\n", 2)
+    assert [r[0] for r in rows] == [2, 6] and rejects == []
+
+
+def test_fast_and_exact_paths_agree_on_a_mixed_block():
+    lines = [line for line, _ in ODD] + [line for line, _ in BAD] + CLEAN.split(b"\n")[:-1]
+    block = b"\n".join(lines * 3) + b"\n"
+    assert rows_of(block) == exact_rows(block)
+
+
+def test_block_with_one_out_of_range_row_in_the_middle():
+    good = b"deposit,1,%d,1.5\n"
+    block = b"".join(good % i for i in range(500)) + b"deposit,70000,9,1\n" + b"".join(good % i for i in range(500, 900))
+    assert _is_clean(block)
+    rows, rejects = rows_of(block, 2)
+    assert len(rows) == 900 and rejects[0][0] == 502
+    assert [r[0] for r in rows] == list(range(2, 502)) + list(range(503, 903))
+
+
+@pytest.mark.parametrize("header, has_amount", [(b"type,client,tx,amount", True), (b" Type , CLIENT,tx , Amount", True),
+                                                  (b"type,client,tx", False), (b'"type","client","tx","amount"', True)])
+def test_header_accepted(header, has_amount):
+    assert parse_header(header) is has_amount
+
+
+@pytest.mark.parametrize("header", [b"client,type,tx,amount", b"deposit,1,1,1.0", b"type,client,tx,amount,x", b"\xff"])
+def test_bad_header_is_fatal_and_names_both(header):
+    with pytest.raises(InputError, match="expected 'type,client,tx,amount', found"):
+        parse_header(header)
+
+
+def read_all(data: bytes, workers: int = 1):
+    frames = [[] for _ in range(workers)]
+    rejects = []
+    r = Reader(io.BytesIO(data), [f.append for f in frames], rejects.extend)
+    r.run()
+    rows = []
+    for shard in frames:
+        for frame in shard:
+            rows += list(zip(*[list(c) for c in unpack_frame(frame)]))
+    return sorted(rows), [(x.line, x.reason) for x in rejects], r
+
+
+def test_reader_bom_header_and_line_numbers():
+    data = b"\xef\xbb\xbf\n\ntype,client,tx,amount\r\ndeposit,1,1,1\r\n\r\ndeposit,2,2,2"
+    rows, rejects, r = read_all(data)
+    assert rows == [(4, DEPOSIT, 1, 1, 10000), (6, DEPOSIT, 2, 2, 20000)]
+    assert r.rows == 2 and rejects == []
+
+
+def test_reader_empty_and_header_only():
+    assert read_all(b"")[0] == [] and read_all(b"\n\n")[0] == []
+    assert read_all(b"type,client,tx,amount\n")[0] == []
+
+
+def test_reader_bad_header():
+    with pytest.raises(InputError):
+        read_all(b"\nfoo,bar\ndeposit,1,1,1\n")
+
+
+def test_reader_claims_tx_ids_and_marks_duplicates():
+    from shardpay.ledger import DUPLICATE
+
+    data = b"type,client,tx,amount\ndeposit,1,1,1\nwithdrawal,2,1,1\ndispute,1,1,\ndeposit,1,2,0\ndeposit,3,2,1\n"
+    rows, rejects, _ = read_all(data, workers=3)
+    kinds = {line: kind for line, kind, *_ in rows}
+    assert kinds == {2: DEPOSIT, 3: WITHDRAWAL + DUPLICATE, 4: DISPUTE, 6: DEPOSIT}
+    assert rejects == [(5, "invalid_row")]  # an invalid row claims nothing
+
+
+def test_reader_routes_each_client_to_one_shard():
+    data = b"type,client,tx,amount\n" + b"".join(b"deposit,%d,%d,1\n" % (i % 50, i) for i in range(1000))
+    frames = [[] for _ in range(4)]
+    Reader(io.BytesIO(data), [f.append for f in frames], list).run()
+    owner = {}
+    for s, shard in enumerate(frames):
+        for frame in shard:
+            for c in unpack_frame(frame)[2]:
+                assert owner.setdefault(c, s) == s
+    assert len(set(owner.values())) == 4
+
+
+def test_reader_rejects_overlong_line_without_holding_it(monkeypatch):
+    import shardpay.reader as reader_mod
+
+    monkeypatch.setattr(reader_mod, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(reader_mod, "CHUNK_BYTES", 256)
+    data = b"type,client,tx,amount\ndeposit,1,1,1\ndispute,1,1," + b"9" * 5000 + b"\ndeposit,1,2,1\n"
+    rows, rejects, _ = read_all(data)
+    assert [r[0] for r in rows] == [2, 4]
+    assert rejects == [(3, "invalid_row")]
