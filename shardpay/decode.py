@@ -333,23 +333,46 @@ def decode_line(raw: bytes, line: int) -> Row | Reject | None:
     kind = _KIND_OF.get(type_)
     if kind is None:
         return _invalid(line, f"type {type_!r} is not one of {_TYPE_LIST}", fields)
-    if not _DIGITS.fullmatch(client) or int(client) > 65535:
-        return _invalid(line, f"client {client!r} is not an integer 0..65535", fields)
-    if not _DIGITS.fullmatch(tx) or int(tx) > 2**32 - 1:
-        return _invalid(line, f"tx {tx!r} is not an integer 0..4294967295", fields)
+    client_id = _plain_int(client, 65535)
+    if client_id is None:
+        return _invalid(line, f"client {_clip(client)!r} is not an integer 0..65535", fields)
+    tx_id = _plain_int(tx, 2**32 - 1)
+    if tx_id is None:
+        return _invalid(line, f"tx {_clip(tx)!r} is not an integer 0..4294967295", fields)
     if kind <= WITHDRAWAL:
         try:
             units = parse_amount(amount)
         except ValueError as err:
             return _invalid(line, str(err), fields)
-        return _ROW_CLASSES[kind](int(client), int(tx), units)
-    return _ROW_CLASSES[kind](int(client), int(tx), amount)
+        return _ROW_CLASSES[kind](client_id, tx_id, units)
+    return _ROW_CLASSES[kind](client_id, tx_id, amount)
+
+
+def _plain_int(text: str, limit: int) -> int | None:
+    """``text`` as an int if it is plain ASCII digits (leading zeros allowed) <= ``limit``."""
+    if not _DIGITS.fullmatch(text):
+        return None
+    digits = text.lstrip("0")
+    if len(digits) > len(str(limit)):  # also keeps int() below its 4300-digit limit
+        return None
+    value = int(digits or "0")
+    return value if value <= limit else None
+
+
+def _clip(text: str, width: int = 40) -> str:
+    """Shorten a field for a message: a reject detail stays one readable line."""
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
 
 
 def _invalid(line: int, detail: str, fields: list[str]) -> Reject:
     f = (list(fields) + ["", "", "", ""])[:4]
     if len(fields) > 4:
         f[3] = ",".join(fields[3:])
+    # Control characters (a stray CR, NUL) are shown escaped: the rejects CSV stays one line a row.
+    f = [x.translate(_CONTROL) for x in f]
     return Reject(line, "invalid_row", detail, (f[0], f[1], f[2], f[3]))
 
 

@@ -217,3 +217,10 @@ def test_reader_rejects_overlong_line_without_holding_it(monkeypatch):
     rows, rejects, _ = read_all(data)
     assert [r[0] for r in rows] == [2, 4]
     assert rejects == [(3, "invalid_row")]
+
+
+def test_huge_numbers_with_leading_zeros():
+    block = b"deposit," + b"0" * 5000 + b"1,2,3\ndeposit,1," + b"9" * 5000 + b",1\n"
+    rows, rejects = rows_of(block, 2)
+    assert rows == [(2, DEPOSIT, 1, 2, 30000)]
+    assert rejects[0][0] == 3 and "tx '999" in rejects[0][1] and len(rejects[0][1]) < 100

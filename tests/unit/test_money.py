@@ -32,3 +32,11 @@ def test_parse_amount_rejects(text, words):
 )
 def test_format_units(units, text):
     assert format_units(units) == text
+
+
+def test_huge_digit_strings_are_rejected_not_crashing():
+    with pytest.raises(ValueError, match="larger than"):
+        parse_amount("9" * 5000)
+    assert parse_amount("0" * 5000 + "1.5") == 15000
+    with pytest.raises(ValueError, match="more than 4"):
+        parse_amount("1." + "1" * 5000)
