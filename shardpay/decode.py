@@ -281,7 +281,8 @@ def _exact(raw: bytes, line: int, blocks: list[Block], rejects: list[Reject]) ->
 
 
 _DIGITS = re.compile(r"[0-9]+")
-_SPACE_BEFORE_COMMA = re.compile(r'"\s+(?=,|$)')
+# Whitespace around a quoted field is ignored (SPEC): drop it before the csv module sees it.
+_SPACE_AROUND_QUOTES = re.compile(r'"\s+(?=,|$)|(?:(?<=,)|^)\s+(?=")')
 _TYPE_LIST = ", ".join(KIND_NAMES)
 
 
@@ -294,9 +295,9 @@ def split_fields(text: str) -> list[str]:
     """
     if '"' not in text:
         return [f.strip() for f in text.split(",")]
-    text = _SPACE_BEFORE_COMMA.sub('"', text)
+    text = _SPACE_AROUND_QUOTES.sub(lambda m: m.group()[:1] if m.group()[:1] == '"' else "", text)
     try:
-        fields = next(csv.reader((text,), skipinitialspace=True, strict=True))
+        fields = next(csv.reader((text,), strict=True))
     except csv.Error as err:
         raise ValueError(f"malformed quoting: {err}") from None
     return [f.strip() for f in fields]

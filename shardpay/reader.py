@@ -195,7 +195,7 @@ class Reader:
         while pos < len(chunk):
             end = chunk.index(b"\n", pos)
             raw = chunk[pos:end]
-            if raw.strip():
+            if raw.decode("utf-8", "replace").strip():  # the same "empty" as data rows
                 parse_header(raw)
                 self.header_seen = True
                 return chunk[end + 1 :], line + 1
