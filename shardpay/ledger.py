@@ -60,15 +60,15 @@ DUPLICATE = 8
 SETTLED, DISPUTED, CHARGED_BACK, WITHDRAWN = range(4)
 
 REJECT_FIELDS = 7
-"""A reject is 7 int64s: line, reason, kind, client, tx, amount, aux (see :meth:`Ledger.apply`)."""
+"""A reject is a tuple of 7 ints: line, reason, kind, client, tx, amount, aux (see :meth:`Ledger.apply`)."""
 
 
 class Ledger:
     """Accounts and stored transactions of one shard (SPEC "Accounts", "Transactions").
 
-    Rejects are appended to :attr:`rejects`, an ``array('q')`` of
-    :data:`REJECT_FIELDS` ints per reject: ``line, reason, kind, client, tx,
-    amount, aux`` where ``reason`` indexes :data:`REASONS` and ``aux`` is the
+    Rejects are appended to :attr:`rejects`, a list of tuples of
+    :data:`REJECT_FIELDS` ints: ``(line, reason, kind, client, tx, amount,
+    aux)`` where ``reason`` indexes :data:`REASONS` and ``aux`` is the
     available balance for ``insufficient_funds``, the stored state for
     ``already_disputed``/``not_disputed``, else 0.
     """
@@ -85,7 +85,7 @@ class Ledger:
         self.states = bytearray()
         # out-of-order tx ids: tx -> [amount, client, state]
         self.others: dict[int, list[int]] = {}
-        self.rejects = array("q")
+        self.rejects: list[tuple[int, int, int, int, int, int, int]] = []
         self.applied = 0
 
     def stored(self) -> int:
@@ -111,7 +111,7 @@ class Ledger:
             self.tx_ids, self.amounts, self.clients, self.states, self.others,
         )
         rejects = self.rejects
-        reject = rejects.extend
+        reject = rejects.append
         before = len(rejects)
         last_tx = tx_ids[-1] if tx_ids else -1
         n_ids = len(tx_ids)
@@ -200,7 +200,7 @@ class Ledger:
             else:
                 others[tx] = [amt, c, state]
         self.applied += len(lines)
-        return (len(rejects) - before) // REJECT_FIELDS
+        return len(rejects) - before
 
     def apply_one(self, line: int, kind: int, client: int, tx: int, amount: int = 0) -> str | None:
         """Apply one row (see :meth:`apply`); return its reject reason, or None if accepted."""
@@ -208,7 +208,7 @@ class Ledger:
         self.apply((line,), (kind,), (client,), (tx,), (amount,))
         if len(self.rejects) == n:
             return None
-        return REASONS[self.rejects[n + 1]]
+        return REASONS[self.rejects[n][1]]
 
     def snapshot(self) -> tuple[array, array, array, bytes]:
         """The shard's accounts, sorted by client (SPEC "Output").

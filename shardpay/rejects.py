@@ -7,16 +7,15 @@ never depends on the worker count and memory never holds every reject.
 * the reader's spool: invalid rows, msgpack batches of
   ``(line, detail, type, client, tx, amount)`` text tuples, each batch
   prefixed by its length (u32 little-endian);
-* a worker's spool: raw int64 records ``line, reason, kind, client, tx,
-  amount, aux`` (:data:`shardpay.ledger.REJECT_FIELDS`), built into text only
-  here, when a reject is shown or written.
+* a worker's spool: msgpack batches of ledger records ``(line, reason, kind,
+  client, tx, amount, aux)`` (ints), built into text only here, when a reject
+  is shown or written.
 """
 
 from __future__ import annotations
 
 import heapq
 import struct
-from array import array
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, NamedTuple
 
@@ -33,17 +32,17 @@ from .ledger import (
     NOT_DISPUTED,
     OVERFLOW,
     REASONS,
-    REJECT_FIELDS,
     UNKNOWN_TX,
     WITHDRAWN,
 )
 from .money import format_units
 
-__all__ = ["RejectRow", "merge", "write_reader_batch"]
+__all__ = ["RejectRow", "merge", "render", "write_batch", "write_reader_batch"]
 
 _LEN = struct.Struct("<I")
 _ENC = msgspec.msgpack.Encoder()
 _DEC = msgspec.msgpack.Decoder(list[tuple[int, str, str, str, str, str]])
+_DEC_LEDGER = msgspec.msgpack.Decoder(list[tuple[int, int, int, int, int, int, int]])
 
 
 class RejectRow(NamedTuple):
@@ -67,27 +66,33 @@ class RejectRow(NamedTuple):
 
 def write_reader_batch(spool: BinaryIO, rejects: Iterable[Reject]) -> None:
     """Append invalid-row rejects (in line order) to the reader's spool."""
-    data = _ENC.encode([(r.line, r.detail, *r.fields) for r in rejects])
+    write_batch(spool, [(r.line, r.detail, *r.fields) for r in rejects])
+
+
+def write_batch(spool: BinaryIO, records: list) -> None:
+    """Append one length-prefixed msgpack batch of records to a spool."""
+    data = _ENC.encode(records)
     spool.write(_LEN.pack(len(data)))
     spool.write(data)
 
 
-def _reader_rows(path: str) -> Iterator[RejectRow]:
+def _batches(path: str, decoder: msgspec.msgpack.Decoder) -> Iterator[list]:
     with open(path, "rb") as f:
         while head := f.read(4):
             (n,) = _LEN.unpack(head)
-            for line, detail, t, c, tx, amount in _DEC.decode(f.read(n)):
-                yield RejectRow(line, t, c, tx, amount, "invalid_row", detail)
+            yield decoder.decode(f.read(n))
+
+
+def _reader_rows(path: str) -> Iterator[RejectRow]:
+    for batch in _batches(path, _DEC):
+        for line, detail, t, c, tx, amount in batch:
+            yield RejectRow(line, t, c, tx, amount, "invalid_row", detail)
 
 
 def _worker_rows(path: str) -> Iterator[RejectRow]:
-    block = REJECT_FIELDS * 8 * 8192
-    with open(path, "rb") as f:
-        while data := f.read(block):
-            recs = array("q")
-            recs.frombytes(data)
-            for i in range(0, len(recs), REJECT_FIELDS):
-                yield render(*recs[i : i + REJECT_FIELDS])
+    for batch in _batches(path, _DEC_LEDGER):
+        for record in batch:
+            yield render(*record)
 
 
 def render(line: int, reason: int, kind: int, client: int, tx: int, amount: int, aux: int) -> RejectRow:

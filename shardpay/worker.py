@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import os
 import time
-from array import array
 from collections import Counter
-from typing import Any
+from operator import itemgetter
+from typing import Any, BinaryIO
 
-from .ledger import REASONS, REJECT_FIELDS, Ledger
+from .ledger import REASONS, Ledger
 from .reader import unpack_frame
+from .rejects import write_batch
 from .ring import Ring
 
 __all__ = ["SPOOL_REJECTS", "run_worker"]
 
 SPOOL_REJECTS = 32768
-"""Rejects kept in memory before they are appended to the spool file (7 int64s each)."""
+"""Rejects kept in memory before they are appended to the spool file (a tuple of 7 ints each)."""
 
 
 def run_worker(index: int, ring: Ring, spool_path: str, stop: Any, strict: bool) -> dict:
@@ -30,8 +31,8 @@ def run_worker(index: int, ring: Ring, spool_path: str, stop: Any, strict: bool)
     Args:
         index: this worker's shard number.
         ring: the ring to consume (this process is its only consumer).
-        spool_path: file to append rejects to, as raw int64 records
-            (:data:`shardpay.ledger.REJECT_FIELDS` per reject, line order).
+        spool_path: file to append rejects to, msgpack batches of ledger
+            reject records in line order (:mod:`shardpay.rejects`).
         stop: an Event set on the first reject when ``strict``.
         strict: ``--strict``.
 
@@ -59,12 +60,10 @@ def run_worker(index: int, ring: Ring, spool_path: str, stop: Any, strict: bool)
             if rejected:
                 if strict:
                     stop.set()
-                if len(ledger.rejects) >= SPOOL_REJECTS * REJECT_FIELDS:
-                    counts.update(ledger.rejects[1::REJECT_FIELDS])
-                    ledger.rejects.tofile(spool)
-                    ledger.rejects = array("q")
-        counts.update(ledger.rejects[1::REJECT_FIELDS])
-        ledger.rejects.tofile(spool)
+                if len(ledger.rejects) >= SPOOL_REJECTS:
+                    _spool(spool, ledger.rejects, counts)
+                    ledger.rejects = []
+        _spool(spool, ledger.rejects, counts)
     return {
         "snapshot": ledger.snapshot(),
         "rows": ledger.applied,
@@ -73,3 +72,10 @@ def run_worker(index: int, ring: Ring, spool_path: str, stop: Any, strict: bool)
         "apply_seconds": apply_seconds,
         "wait_seconds": ring.blocked_seconds,
     }
+
+
+def _spool(spool: BinaryIO, rejects: list[tuple[int, ...]], counts: Counter[int]) -> None:
+    """Append ledger reject records to the spool (see :mod:`shardpay.rejects`)."""
+    if rejects:
+        counts.update(map(itemgetter(1), rejects))
+        write_batch(spool, rejects)

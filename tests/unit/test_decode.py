@@ -165,7 +165,7 @@ def read_all(data: bytes, workers: int = 1):
     rows = []
     for shard in frames:
         for frame in shard:
-            rows += list(zip(*[list(c) for c in unpack_frame(frame)]))
+            rows += list(zip(*unpack_frame(frame)))
     return sorted(rows), [(x.line, x.reason) for x in rejects], r
 
 
