@@ -110,95 +110,119 @@ class Ledger:
         tx_ids, st_amounts, st_clients, states, others = (
             self.tx_ids, self.amounts, self.clients, self.states, self.others,
         )
+        max_units, min_units = MAX_UNITS, MIN_UNITS
         rejects = self.rejects
         reject = rejects.append
         before = len(rejects)
-        last_tx = tx_ids[-1] if tx_ids else -1
-        n_ids = len(tx_ids)
+        # This call's new stored transactions go to plain lists first (cheap
+        # appends, cheap bisect) and into the compact arrays once, at the end.
+        new_ids: list[int] = []
+        new_amounts: list[int] = []
+        new_clients: list[int] = []
+        new_states = bytearray()
+        add_id, add_amount, add_client, add_state = (
+            new_ids.append, new_amounts.append, new_clients.append, new_states.append,
+        )
+        last_old = tx_ids[-1] if tx_ids else -1
+        last_tx = last_old
         for line, kind, c, tx, amt in zip(lines, kinds, clients, txs, amounts):
             exists[c] = 1
-            if kind >= DUPLICATE:
-                reject((line, DUPLICATE_TX, kind - DUPLICATE, c, tx, amt, 0))
-                continue
-            if locked[c]:
-                reject((line, ACCOUNT_LOCKED, kind, c, tx, amt, 0))
+            if kind >= DUPLICATE or locked[c]:
+                if kind >= DUPLICATE:
+                    reject((line, DUPLICATE_TX, kind - DUPLICATE, c, tx, amt, 0))
+                else:
+                    reject((line, ACCOUNT_LOCKED, kind, c, tx, amt, 0))
                 continue
             if kind == 0:  # deposit
                 a = available[c] + amt
-                if a + held[c] > MAX_UNITS:
+                if a + held[c] > max_units:
                     reject((line, OVERFLOW, kind, c, tx, amt, 0))
                     continue
                 available[c] = a
-                state = SETTLED
-            elif kind == 1:  # withdrawal
+                if tx > last_tx:
+                    add_id(tx)
+                    add_amount(amt)
+                    add_client(c)
+                    add_state(SETTLED)
+                    last_tx = tx
+                else:
+                    others[tx] = [amt, c, SETTLED]
+                continue
+            if kind == 1:  # withdrawal
                 a = available[c]
                 if a < amt:
                     reject((line, INSUFFICIENT_FUNDS, kind, c, tx, amt, a))
                     continue
                 available[c] = a - amt
-                state = WITHDRAWN
-            else:  # dispute, resolve, chargeback: find the stored tx
-                i = bisect_left(tx_ids, tx) if tx <= last_tx else n_ids
-                if i < n_ids and tx_ids[i] == tx:
-                    if st_clients[i] != c:
-                        reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
-                        continue
-                    st = states[i]
-                    stored_amt = st_amounts[i]
-                    rec = None
+                if tx > last_tx:
+                    add_id(tx)
+                    add_amount(amt)
+                    add_client(c)
+                    add_state(WITHDRAWN)
+                    last_tx = tx
                 else:
-                    rec = others.get(tx)
-                    if rec is None or rec[1] != c:
-                        reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
-                        continue
-                    stored_amt, _, st = rec
-                if kind == 2:  # dispute
-                    if st != SETTLED:
-                        reason = NOT_DISPUTABLE if st == WITHDRAWN else ALREADY_DISPUTED
-                        reject((line, reason, kind, c, tx, 0, st))
-                        continue
-                    a = available[c] - stored_amt
-                    h = held[c] + stored_amt
-                    if a < MIN_UNITS or h > MAX_UNITS:
+                    others[tx] = [amt, c, WITHDRAWN]
+                continue
+            # dispute, resolve, chargeback: find the stored tx
+            rec = None
+            if tx > last_old:  # stored by this call, or unknown
+                ids, amts, cls, sts = new_ids, new_amounts, new_clients, new_states
+            else:
+                ids, amts, cls, sts = tx_ids, st_amounts, st_clients, states
+            i = bisect_left(ids, tx)
+            if i < len(ids) and ids[i] == tx:
+                if cls[i] != c:
+                    reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
+                    continue
+                st = sts[i]
+                stored_amt = amts[i]
+            else:
+                rec = others.get(tx)
+                if rec is None or rec[1] != c:
+                    reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
+                    continue
+                stored_amt, _, st = rec
+            if kind == 2:  # dispute
+                if st != SETTLED:
+                    reason = NOT_DISPUTABLE if st == WITHDRAWN else ALREADY_DISPUTED
+                    reject((line, reason, kind, c, tx, 0, st))
+                    continue
+                a = available[c] - stored_amt
+                h = held[c] + stored_amt
+                if a < min_units or h > max_units:
+                    reject((line, OVERFLOW, kind, c, tx, 0, 0))
+                    continue
+                available[c] = a
+                held[c] = h
+                st = DISPUTED
+            else:
+                if st != DISPUTED:
+                    reject((line, NOT_DISPUTED, kind, c, tx, 0, st))
+                    continue
+                h = held[c] - stored_amt
+                if kind == 3:  # resolve
+                    a = available[c] + stored_amt
+                    if a > max_units:
                         reject((line, OVERFLOW, kind, c, tx, 0, 0))
                         continue
                     available[c] = a
-                    held[c] = h
-                    st = DISPUTED
-                else:
-                    if st != DISPUTED:
-                        reject((line, NOT_DISPUTED, kind, c, tx, 0, st))
+                    st = SETTLED
+                else:  # chargeback: total falls, the account locks
+                    if available[c] + h < min_units:
+                        reject((line, OVERFLOW, kind, c, tx, 0, 0))
                         continue
-                    h = held[c] - stored_amt
-                    if kind == 3:  # resolve
-                        a = available[c] + stored_amt
-                        if a > MAX_UNITS:
-                            reject((line, OVERFLOW, kind, c, tx, 0, 0))
-                            continue
-                        available[c] = a
-                        st = SETTLED
-                    else:  # chargeback: total falls, the account locks
-                        if available[c] + h < MIN_UNITS:
-                            reject((line, OVERFLOW, kind, c, tx, 0, 0))
-                            continue
-                        locked[c] = 1
-                        st = CHARGED_BACK
-                    held[c] = h
-                if rec is None:
-                    states[i] = st
-                else:
-                    rec[2] = st
-                continue
-            # store the accepted deposit or withdrawal
-            if tx > last_tx:
-                tx_ids.append(tx)
-                st_amounts.append(amt)
-                st_clients.append(c)
-                states.append(state)
-                last_tx = tx
-                n_ids += 1
+                    locked[c] = 1
+                    st = CHARGED_BACK
+                held[c] = h
+            if rec is None:
+                sts[i] = st
             else:
-                others[tx] = [amt, c, state]
+                rec[2] = st
+        if new_ids:
+            tx_ids.extend(new_ids)
+            st_amounts.extend(new_amounts)
+            st_clients.extend(new_clients)
+            states.extend(new_states)
         self.applied += len(lines)
         return len(rejects) - before
 
