@@ -1,0 +1,299 @@
+"""Benchmark the installed ``shardpay`` CLI as a user runs it, side by side.
+
+Usage::
+
+    python profiling/bench.py --rows 10M --workers 1,2,4,8 --scenario uniform
+    python profiling/bench.py --rows 2M --scenario uniform,hot,disputes,sparse,messy --no-model
+    python profiling/bench.py --rows 5M,10M,20M --memory           # RSS slope per stored deposit
+    python profiling/bench.py --rows 10M --reader-ceiling 1,2,4,8  # the reader alone
+
+For each scenario it generates the data once (``profiling/data/``, not
+committed; deterministic by ``--seed``), then runs, ``--repeat`` times and
+alternating so machine noise hits every command alike:
+
+* the floor: ``wc -l FILE``;
+* the reference: ``python -m shardpay.model FILE``, a plain single-process
+  implementation of SPEC (csv module, dicts, int money);
+* ``shardpay FILE --workers N --quiet --stats ...`` for every N.
+
+It prints one table (median wall, rows/s, CPU of all processes, peak RSS of
+all processes together, ratio against the reference and against the floor)
+and the engine's stage figures of the median run, and writes both as
+Markdown and JSON to ``profiling/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+RESULTS = HERE / "results"
+
+
+def parse_count(text: str) -> int:
+    text = text.strip().upper()
+    mult = {"K": 1_000, "M": 1_000_000}.get(text[-1:], 1)
+    return int(float(text.rstrip("KM")) * mult)
+
+
+def data_file(rows: int, scenario: str, seed: int) -> Path:
+    """The generated input, made once and reused (``profiling/data/``)."""
+    DATA.mkdir(exist_ok=True)
+    path = DATA / f"{scenario}-{rows}-s{seed}.csv"
+    if not path.exists():
+        print(f"generating {path.name} ...", file=sys.stderr, flush=True)
+        tmp = path.with_suffix(".tmp")
+        subprocess.run([sys.executable, "-m", "shardpay.generate", str(rows), str(tmp), "--seed", str(seed),
+                        "--scenario", scenario], check=True)
+        tmp.rename(path)
+    return path
+
+
+def shardpay_exe() -> str:
+    exe = shutil.which("shardpay", path=str(Path(sys.executable).parent)) or shutil.which("shardpay")
+    if not exe:
+        sys.exit("bench: the shardpay command is not installed (pip install .)")
+    return exe
+
+
+def timed(cmd: list[str]) -> dict:
+    """Run ``cmd`` (stdout to /dev/null): wall, CPU of it and its children, its own max RSS.
+
+    ``os.wait4`` gives the rusage of exactly this child (with its reaped
+    descendants): RUSAGE_CHILDREN's max RSS would be the largest child ever.
+    """
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            sys.exit(f"bench: {' '.join(cmd)} failed ({proc.returncode}): {err.read().decode()[-500:]}")
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "maxrss": ru.ru_maxrss * 1024}
+
+
+def bench_scenario(path: Path, rows: int, workers: list[int], repeat: int, model: bool) -> dict:
+    exe = shardpay_exe()
+    stats_file = Path(tempfile.mkstemp(prefix="shardpay-bench-", suffix=".json")[1])
+    commands: list[tuple[str, list[str]]] = [("floor (wc -l)", ["wc", "-l", str(path)])]
+    if model:
+        commands.append(("reference model", [sys.executable, "-m", "shardpay.model", str(path)]))
+    for w in workers:
+        commands.append((f"shardpay --workers {w}",
+                         [exe, str(path), "--workers", str(w), "--quiet", "--stats", str(stats_file)]))
+    runs: dict[str, list[dict]] = {name: [] for name, _ in commands}
+    for r in range(repeat):
+        for name, cmd in commands:
+            res = timed(cmd)
+            if name.startswith("shardpay"):
+                stats = json.loads(stats_file.read_text())
+                res["stats"] = stats
+                res["rss_all"] = stats["peak_rss_bytes_sum"]
+            else:
+                res["rss_all"] = res["maxrss"]
+            runs[name].append(res)
+            print(f"  run {r + 1}/{repeat}: {name:<24} {res['wall']:7.2f} s", file=sys.stderr, flush=True)
+    stats_file.unlink()
+    table = []
+    floor = statistics.median(x["wall"] for x in runs["floor (wc -l)"])
+    ref = statistics.median(x["wall"] for x in runs["reference model"]) if model else None
+    for name, _ in commands:
+        walls = sorted(x["wall"] for x in runs[name])
+        med = statistics.median(walls)
+        median_run = min(runs[name], key=lambda x: abs(x["wall"] - med))
+        row = {
+            "command": name,
+            "wall_median_s": round(med, 3),
+            "wall_runs_s": [round(w, 3) for w in walls],
+            "rows_per_s": round(rows / med),
+            "cpu_s": round(statistics.median(x["cpu"] for x in runs[name]), 2),
+            "peak_rss_all_mib": round(max(x["rss_all"] for x in runs[name]) / 2**20, 1),
+            "x_faster_than_reference": round(ref / med, 2) if ref else None,
+            "x_floor": round(med / floor, 2),
+        }
+        if "stats" in median_run:
+            row["stages"] = stage_figures(median_run["stats"])
+        table.append(row)
+    return {"file": path.name, "rows": rows, "table": table}
+
+
+def stage_figures(s: dict) -> dict:
+    rd = s["reader"]
+    ws = s["workers_detail"]
+    return {
+        "reader_decode_rows_per_s": rd["decode_rows_per_second"],
+        "reader_route_rows_per_s": rd["route_rows_per_second"],
+        "reader_blocked_on_full_rings_s": rd["blocked_on_full_rings_seconds"],
+        "reader_cpu_s": rd["cpu_seconds"],
+        "worker_apply_rows_per_s": [w["apply_rows_per_second"] for w in ws],
+        "worker_waiting_on_empty_ring_s": [w["waiting_on_empty_ring_seconds"] for w in ws],
+        "worker_cpu_s": [w["cpu_seconds"] for w in ws],
+        "parent_cpu_s": s["parent"]["cpu_seconds"],
+        "rows_per_shard": s["rows_per_shard"],
+    }
+
+
+def markdown(result: dict, title: str) -> str:
+    lines = [f"### {title}", "", f"`{result['file']}`, {result['rows']:,} rows; median of the runs.", "",
+             "| command | wall s (median) | rows/s | CPU s | peak RSS all MiB | x faster than reference | x floor |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in result["table"]:
+        ref = f"{r['x_faster_than_reference']:.2f}" if r["x_faster_than_reference"] else "-"
+        lines.append(f"| {r['command']} | {r['wall_median_s']:.2f} | {r['rows_per_s']:,} | {r['cpu_s']:.2f} | "
+                     f"{r['peak_rss_all_mib']:.0f} | {ref} | {r['x_floor']:.1f} |")
+    stages = [r for r in result["table"] if "stages" in r]
+    if stages:
+        lines += ["", "Stage figures (`--stats` of the median run):", "",
+                  "| command | decode rows/s | route rows/s | reader blocked s | reader CPU s | "
+                  "apply rows/s per worker | worker waiting s | worker CPU s |",
+                  "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+        for r in stages:
+            g = r["stages"]
+            lines.append(
+                f"| {r['command']} | {g['reader_decode_rows_per_s']:,} | {g['reader_route_rows_per_s']:,} | "
+                f"{g['reader_blocked_on_full_rings_s']:.2f} | {g['reader_cpu_s']:.2f} | "
+                f"{', '.join(f'{x:,}' for x in g['worker_apply_rows_per_s'])} | "
+                f"{', '.join(f'{x:.2f}' for x in g['worker_waiting_on_empty_ring_s'])} | "
+                f"{', '.join(f'{x:.2f}' for x in g['worker_cpu_s'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def memory_slope(counts: list[int], seed: int, workers: int | None) -> dict:
+    """Peak RSS of all processes against stored deposits; least-squares slope in bytes/deposit."""
+    exe = shardpay_exe()
+    points = []
+    for rows in counts:
+        path = data_file(rows, "uniform", seed)
+        with tempfile.NamedTemporaryFile(suffix=".json") as st:
+            cmd = [exe, str(path), "--quiet", "--stats", st.name] + (["--workers", str(workers)] if workers else [])
+            res = timed(cmd)
+            stats = json.loads(Path(st.name).read_text())
+        stored = sum(stats["stored_transactions_per_shard"])
+        points.append({"rows": rows, "stored": stored, "peak_rss_all_bytes": stats["peak_rss_bytes_sum"],
+                       "wall_s": round(res["wall"], 2)})
+        print(f"  {rows:,} rows: {stored:,} stored, peak RSS all {stats['peak_rss_bytes_sum'] / 2**20:.0f} MiB",
+              file=sys.stderr, flush=True)
+    xs = [p["stored"] for p in points]
+    ys = [p["peak_rss_all_bytes"] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return {"points": points, "bytes_per_stored_deposit": round(slope, 1)}
+
+
+def reader_ceiling(path: Path, rows: int, workers: list[int], repeat: int) -> list[dict]:
+    """The reader alone: decode, claim, route into real rings drained by processes that apply nothing."""
+    import multiprocessing
+
+    from shardpay.reader import Reader
+    from shardpay.ring import Ring, segment_name
+
+    ctx = multiprocessing.get_context("fork")
+    out = []
+    for w in workers:
+        walls = []
+        for _ in range(repeat):
+            rings = [Ring(ctx, segment_name(i)) for i in range(w)]
+            try:
+                drains = [ctx.Process(target=_drain, args=(r,)) for r in rings]
+                for p in drains:
+                    p.start()
+                import gc
+
+                gc.disable()
+                t0 = time.perf_counter()
+                with open(path, "rb", buffering=0) as f:
+                    reader = Reader(f, [r.send for r in rings], lambda rejects: None)
+                    reader.run()
+                for r in rings:
+                    r.send_eos()
+                for p in drains:
+                    p.join()
+                walls.append(time.perf_counter() - t0)
+                gc.enable()
+            finally:
+                for r in rings:
+                    r.unlink()
+        med = statistics.median(walls)
+        out.append({"workers": w, "wall_median_s": round(med, 3), "rows_per_s": round(rows / med),
+                    "decode_s": round(reader.decode_seconds, 3), "route_s": round(reader.route_seconds, 3)})
+        print(f"  reader alone, {w} drain(s): {rows / med:,.0f} rows/s", file=sys.stderr, flush=True)
+    return out
+
+
+def _drain(ring) -> None:
+    while ring.recv() is not None:
+        pass
+
+
+def machine() -> str:
+    return f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", default="2M", help="rows, or a comma list for --memory (e.g. 5M,10M,20M)")
+    p.add_argument("--workers", default="1,2", help="comma list of --workers values")
+    p.add_argument("--scenario", default="uniform", help="comma list: uniform,hot,disputes,sparse,messy")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-model", action="store_true", help="skip the reference implementation (slow on big files)")
+    p.add_argument("--memory", action="store_true", help="fit peak RSS against stored deposits over --rows")
+    p.add_argument("--reader-ceiling", metavar="N,N", help="run the reader alone with N draining workers")
+    p.add_argument("--name", help="results file name (default from the arguments)")
+    a = p.parse_args()
+    workers = [int(x) for x in a.workers.split(",")]
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    report: dict = {"machine": machine(), "date": stamp, "argv": sys.argv[1:]}
+    md = [f"## bench {' '.join(sys.argv[1:])}", "", f"{stamp}, {report['machine']}", ""]
+    if a.memory:
+        counts = [parse_count(x) for x in a.rows.split(",")]
+        mem = memory_slope(counts, a.seed, None)
+        report["memory"] = mem
+        md += ["| rows | stored deposits+withdrawals | peak RSS all processes MiB | wall s |", "| ---: | ---: | ---: | ---: |"]
+        md += [f"| {q['rows']:,} | {q['stored']:,} | {q['peak_rss_all_bytes'] / 2**20:.0f} | {q['wall_s']} |"
+               for q in mem["points"]]
+        md += ["", f"Slope: **{mem['bytes_per_stored_deposit']} bytes per stored transaction** (least squares).", ""]
+        name = a.name or "memory"
+    else:
+        rows = parse_count(a.rows)
+        report["scenarios"] = []
+        for scenario in a.scenario.split(","):
+            path = data_file(rows, scenario, a.seed)
+            if a.reader_ceiling:
+                ceiling = reader_ceiling(path, rows, [int(x) for x in a.reader_ceiling.split(",")], a.repeat)
+                report["scenarios"].append({"scenario": scenario, "reader_ceiling": ceiling})
+                md += [f"### reader alone, {scenario}, {rows:,} rows", "", "| draining workers | wall s | rows/s |",
+                       "| ---: | ---: | ---: |"]
+                md += [f"| {c['workers']} | {c['wall_median_s']:.2f} | {c['rows_per_s']:,} |" for c in ceiling]
+                md.append("")
+                continue
+            res = bench_scenario(path, rows, workers, a.repeat, not a.no_model)
+            res["scenario"] = scenario
+            report["scenarios"].append(res)
+            md.append(markdown(res, f"{scenario}, {rows:,} rows"))
+        tag = "reader-ceiling" if a.reader_ceiling else "bench"
+        name = a.name or f"{tag}-{a.scenario.replace(',', '+')}-{a.rows}"
+    text = "\n".join(md)
+    print(text)
+    (RESULTS / f"{name}.md").write_text(text)
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {RESULTS / name}.md and .json", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
