@@ -24,7 +24,7 @@ a ``set`` per row (profiling/README.md has the figures).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from operator import attrgetter
 from typing import BinaryIO
 
@@ -83,8 +83,11 @@ def unpack_frame(frame: bytes) -> tuple[list[int], list[int], list[int], list[in
 class Reader:
     """Decode, claim and route one input stream.
 
+    Feed it with :meth:`feed` / :meth:`finish` (bytes in any chunking), or
+    let :meth:`run` read ``stream`` to its end.
+
     Args:
-        stream: a binary stream (file, pipe); read in :data:`CHUNK_BYTES` pieces.
+        stream: a binary stream (file, pipe) for :meth:`run`; None if fed.
         sinks: one callable per shard taking a frame (``bytes``).
         on_rejects: called with each list of invalid-row :class:`Reject` records, in line order.
         should_stop: polled once per chunk; True ends the stream early (``--strict``).
@@ -96,7 +99,7 @@ class Reader:
 
     def __init__(
         self,
-        stream: BinaryIO,
+        stream: BinaryIO | None,
         sinks: Sequence[Callable[[bytes], None]],
         on_rejects: Callable[[list[Reject]], None],
         should_stop: Callable[[], bool] = lambda: False,
@@ -115,65 +118,84 @@ class Reader:
         self.route_seconds = 0.0
         self.shard_rows = [0] * self.workers
         self.header_seen = False
+        # feed() state: a partial last line, the next line number, BOM check,
+        # and an overlong line being skipped (its size so far and first bytes)
+        self._pending = b""
+        self._line = 1
+        self._first = True
+        self._skipping = 0
+        self._head = b""
 
-    def _chunks(self) -> Iterator[tuple[bytes, int]]:
-        """Yield ``(whole lines, first line number)``; overlong lines become rejects.
+    def feed(self, data: bytes) -> None:
+        """Take the next bytes of the input, in any chunking (a row may be split).
 
-        Memory stays bounded: a line is held only up to :data:`MAX_LINE_BYTES`;
-        past that the reader skips to its end and rejects it.
+        Complete lines are decoded, claimed and sent at once; a trailing
+        partial line waits for the next call or :meth:`finish`. Memory stays
+        bounded: a line is held only up to :data:`MAX_LINE_BYTES`; past that
+        the reader skips to its end and rejects it.
+
+        Raises:
+            InputError: the header is wrong (SPEC "Input").
         """
-        pending = b""
-        line = 1
-        first = True
-        skipping = 0  # bytes of an overlong line skipped so far (0: not skipping)
-        head = b""
-        while True:
-            data = self.stream.read(CHUNK_BYTES)
-            if not data:
-                break
-            self.bytes_read += len(data)
-            if first:
-                while len(data) < 3 and _BOM.startswith(data):
-                    more = self.stream.read(3 - len(data))
-                    if not more:
-                        break
-                    self.bytes_read += len(more)
-                    data += more
-                first = False
-                if data.startswith(_BOM):
-                    data = data[3:]
-            if skipping or pending:
-                nl = data.find(b"\n")
-                size = skipping + len(pending) + (nl if nl >= 0 else len(data))
-                if nl < 0 and size <= MAX_LINE_BYTES:
-                    pending += data
-                    continue
-                if size > MAX_LINE_BYTES:
-                    if not skipping:
-                        head, pending = pending[:40], b""
-                    if nl < 0:
-                        skipping = size
-                        continue
-                    self._reject_long(line, head, size)
-                    line += 1
-                    skipping = 0
-                    data = data[nl + 1 :]
-                else:
-                    data = pending + data
-                    pending = b""
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                yield data[:cut], line
-                line += data.count(b"\n", 0, cut)
-            pending = data[cut:]
-            if len(pending) > MAX_LINE_BYTES:
-                head, skipping, pending = pending[:40], len(pending), b""
-            if self.should_stop():
+        if not data:
+            return
+        self.bytes_read += len(data)
+        piece = min(CHUNK_BYTES, MAX_LINE_BYTES)
+        if len(data) <= piece:
+            self._feed(data)
+            return
+        # A piece no longer than the line limit holds no whole overlong line,
+        # so every overlong line is caught, whatever the caller's chunking.
+        with memoryview(data) as mv:
+            for i in range(0, len(data), piece):
+                self._feed(bytes(mv[i : i + piece]))
+
+    def _feed(self, data: bytes) -> None:
+        if self._first:
+            data = self._pending + data
+            if len(data) < 3 and _BOM.startswith(data):
+                self._pending = data  # maybe the start of a BOM: wait for more
                 return
-        if skipping:
-            self._reject_long(line, head, skipping)
-        elif pending:
-            yield pending + b"\n", line
+            self._first = False
+            self._pending = b""
+            if data.startswith(_BOM):
+                data = data[3:]
+        if self._skipping or self._pending:
+            nl = data.find(b"\n")
+            size = self._skipping + len(self._pending) + (nl if nl >= 0 else len(data))
+            if nl < 0 and size <= MAX_LINE_BYTES:
+                self._pending += data
+                return
+            if size > MAX_LINE_BYTES:
+                if not self._skipping:
+                    self._head, self._pending = self._pending[:40], b""
+                if nl < 0:
+                    self._skipping = size
+                    return
+                self._reject_long(self._line, self._head, size)
+                self._line += 1
+                self._skipping = 0
+                data = data[nl + 1 :]
+            else:
+                data = self._pending + data
+                self._pending = b""
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            self._lines(data[:cut] if cut < len(data) else data, self._line)
+            self._line += data.count(b"\n", 0, cut)
+        self._pending = data[cut:]
+        if len(self._pending) > MAX_LINE_BYTES:
+            self._head, self._skipping, self._pending = self._pending[:40], len(self._pending), b""
+
+    def finish(self) -> None:
+        """End of input: decode a last line that has no LF."""
+        if self._skipping:
+            self._reject_long(self._line, self._head, self._skipping)
+            self._skipping = 0
+        elif self._pending:
+            pending, self._pending = self._pending, b""
+            self._lines(pending + b"\n", self._line)
+            self._line += 1
 
     def _reject_long(self, line: int, head: bytes, size: int) -> None:
         if not self.header_seen:
@@ -185,20 +207,29 @@ class Reader:
         self.on_rejects([Reject(line, "invalid_row", detail, (text + "...", "", "", ""))])
 
     def run(self) -> None:
-        """Read the whole stream and send every row to its shard; then return.
+        """Read the whole stream (:data:`CHUNK_BYTES` at a time) through :meth:`feed` and :meth:`finish`.
+
+        Stops early when ``should_stop()`` says so (checked once per chunk).
 
         Raises:
             InputError: the header is wrong (SPEC "Input"), or reading fails.
         """
         try:
-            for chunk, line in self._chunks():
-                if not self.header_seen:
-                    chunk, line = self._header(chunk, line)
-                    if not chunk:
-                        continue
-                self._chunk(chunk, line)
+            while data := self.stream.read(CHUNK_BYTES):
+                self.feed(data)
+                if self.should_stop():
+                    return
         except OSError as err:
             raise InputError(f"cannot read the input: {err.strerror or err}") from err
+        self.finish()
+
+    def _lines(self, chunk: bytes, line: int) -> None:
+        """Whole lines (ending in LF) starting at physical line ``line``."""
+        if not self.header_seen:
+            chunk, line = self._header(chunk, line)
+            if not chunk:
+                return
+        self._chunk(chunk, line)
 
     def _header(self, chunk: bytes, line: int) -> tuple[bytes, int]:
         """Find and check the header (the first non-empty line); return what follows it."""

@@ -224,3 +224,40 @@ def test_huge_numbers_with_leading_zeros():
     rows, rejects = rows_of(block, 2)
     assert rows == [(2, DEPOSIT, 1, 2, 30000)]
     assert rejects[0][0] == 3 and "tx '999" in rejects[0][1] and len(rejects[0][1]) < 100
+
+
+def _fed(data: bytes, cuts: list[int], workers: int = 2):
+    frames = [[] for _ in range(workers)]
+    rejects = []
+    r = Reader(None, [f.append for f in frames], rejects.extend)
+    prev = 0
+    for cut in sorted(cuts) + [len(data)]:
+        r.feed(data[prev:cut])
+        prev = max(prev, cut)
+    r.finish()
+    rows = sorted(row for shard in frames for frame in shard for row in zip(*unpack_frame(frame)))
+    return rows, [(x.line, x.reason, x.detail) for x in rejects]
+
+
+FEED_SAMPLE = (
+    b"\xef\xbb\xbf\r\ntype,client,tx,amount\r\n" + CLEAN + b"deposit, 5 ,9,1\n\n" + b"dispute,1,1," + b"x" * 3000
+    + b"\nwithdrawal,2,2,1\ndeposit,\xff,1,1\nresolve,1,1"
+)
+
+
+def test_feed_in_any_chunking_equals_run(monkeypatch):
+    import shardpay.reader as reader_mod
+    from hypothesis import given, strategies as st
+
+    monkeypatch.setattr(reader_mod, "MAX_LINE_BYTES", 1000)
+    want_rows, want_rejects, _ = read_all(FEED_SAMPLE, workers=2)
+    want = (want_rows, want_rejects)
+    assert _fed(FEED_SAMPLE, list(range(len(FEED_SAMPLE))))[0] == want_rows  # one byte at a time
+
+    @given(st.lists(st.integers(0, len(FEED_SAMPLE)), max_size=30))
+    def any_cuts(cuts):
+        rows, rejects = _fed(FEED_SAMPLE, cuts)
+        assert (rows, [(line, reason) for line, reason, _ in rejects]) == want
+        assert any("longer than the 1000-byte limit" in d for _, _, d in rejects)
+
+    any_cuts()
