@@ -261,3 +261,38 @@ def test_feed_in_any_chunking_equals_run(monkeypatch):
         assert any("longer than the 1000-byte limit" in d for _, _, d in rejects)
 
     any_cuts()
+
+
+def test_tx_claims_match_a_plain_set_rising_random_and_across_merges(monkeypatch):
+    import random
+
+    import shardpay.reader as reader_mod
+    from shardpay.decode import Deposit, Dispute, Withdrawal
+    from shardpay.ledger import DUPLICATE
+
+    monkeypatch.setattr(reader_mod, "RECENT_CLAIMS", 7)  # merge into the BitMap often
+    rng = random.Random(3)
+    reader = Reader(None, [lambda f: None], list)
+    seen: set[int] = set()
+    next_tx = 0
+    for _ in range(300):
+        block, want = [], []
+        for _ in range(rng.randrange(1, 25)):
+            mode = rng.random()
+            if mode < 0.5:
+                next_tx += rng.randrange(1, 3)
+                tx = next_tx  # rising
+            elif mode < 0.8:
+                tx = rng.randrange(2**32)  # sparse
+            else:
+                tx = rng.choice(sorted(seen)) if seen and rng.random() < 0.7 else rng.randrange(50)
+            cls = rng.choice([Deposit, Withdrawal, Dispute])
+            row = cls(1, tx, 5) if cls is not Dispute else cls(1, tx)
+            block.append(row)
+            if cls is Dispute:
+                want.append(row.kind)
+            else:
+                want.append(row.kind + DUPLICATE if tx in seen else row.kind)
+                seen.add(tx)
+        reader._claim(block)
+        assert [r.kind for r in block] == want
