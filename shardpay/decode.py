@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Sequence
+from itertools import accumulate
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Union
 
@@ -50,6 +52,7 @@ __all__ = [
     "Row",
     "Withdrawal",
     "decode_block",
+    "decode_chunk",
     "decode_line",
     "parse_header",
 ]
@@ -182,21 +185,15 @@ def _is_clean(block: bytes) -> bool:
     float parse behind ``e4`` is exact only up to 4 decimals). What the guard
     lets through, msgspec either decodes exactly as the exact path would, or
     refuses (leading zeros, ``5.``, ``.5``, unknown type, out-of-range numbers).
+    :func:`decode_chunk` applies the same test to a whole chunk, then per line.
     """
     t = block.translate(_CLASS)
     if b".00000" in t:
         return False
-    skel = t.translate(None, b"0a")  # per line: the type's e's, then ",,,.\n" or ",,,\n"
+    skel = t.translate(None, b"0a")
     if b",e" in skel or b".e" in skel or b".," in skel:
         return False
-    bare = skel.translate(None, b".e")
-    n = len(bare)
-    while n > len(_ROW_SKELETON):  # very long blocks of very short rows
-        if bare[: len(_ROW_SKELETON)] != _ROW_SKELETON:
-            return False
-        bare = bare[len(_ROW_SKELETON) :]
-        n = len(bare)
-    return bare == _ROW_SKELETON[:n]
+    return _all_rows(skel.translate(None, b".e"))
 
 
 def _to_json(block: bytes) -> bytes:
@@ -207,7 +204,7 @@ def _to_json(block: bytes) -> bytes:
 _ERR_INDEX = re.compile(r"\$\[(\d+)\]")
 
 
-def decode_block(block: bytes, first_line: int) -> tuple[list[Block], list[Reject]]:
+def decode_chunk(block: bytes, first_line: int) -> tuple[Sequence[int], list, list[Reject]]:
     """Decode whole lines of CSV data rows (SPEC "Input").
 
     Args:
@@ -216,68 +213,135 @@ def decode_block(block: bytes, first_line: int) -> tuple[list[Block], list[Rejec
         first_line: the physical line number of the block's first line.
 
     Returns:
-        ``(blocks, rejects)``: the well-formed rows as :data:`Block` runs in
-        line order, and the invalid rows as :class:`Reject` records
-        (reason ``invalid_row``) in line order. Empty lines are skipped.
+        ``(lines, rows, rejects)``: the well-formed rows in line order with
+        their line numbers (``rows[i]`` is on line ``lines[i]``), and the
+        invalid rows as :class:`Reject` records (reason ``invalid_row``) in
+        line order. Empty lines are skipped.
     """
     if b"\r" in block:
         block = block.replace(b"\r\n", b"\n")
-    blocks: list[Block] = []
+    t = block.translate(_CLASS)
+    skel = t.translate(None, b"0a")  # per line: the type's e's, then ",,,.\n" or ",,,\n"
+    if b".00000" not in t and b",e" not in skel and b".e" not in skel and b".," not in skel:
+        if _all_rows(skel.translate(None, b".e")):
+            return _decode_run(block, first_line)
+    # Some line needs the exact path: find them from the skeleton (one set
+    # lookup a line) and decode all the others in one msgspec call.
+    raws = block.split(b"\n")
+    raws.pop()  # the block ends in LF
+    odd = {i for i, sk in enumerate(skel.split(b"\n")) if sk not in _CLEAN_SKELETONS}
+    pos, line, counted = t.find(b".00000"), 0, 0
+    while pos >= 0:  # five or more decimals: exact path (fifth-decimal zeros, rounding)
+        line += t.count(b"\n", counted, pos)
+        odd.add(line)
+        counted = t.find(b"\n", pos)
+        if counted < 0:
+            break
+        pos = t.find(b".00000", counted)
+    slots: list = [None] * len(raws)
     rejects: list[Reject] = []
-    if _is_clean(block):
-        _decode_clean(block, first_line, blocks, rejects)
-        return blocks, rejects
-    # Some line needs the exact path: split into runs of clean lines.
-    lines = block.split(b"\n")
-    lines.pop()  # the block ends in LF
-    run_start = 0
-    line_no = first_line
-    for i, raw in enumerate(lines):
-        if raw and _is_clean(raw + b"\n"):
-            continue
-        if run_start < i:
-            _decode_clean(b"\n".join(lines[run_start:i]) + b"\n", first_line + run_start, blocks, rejects)
-        line_no = first_line + i
-        _exact(raw, line_no, blocks, rejects)
-        run_start = i + 1
-    if run_start < len(lines):
-        _decode_clean(b"\n".join(lines[run_start:]) + b"\n", first_line + run_start, blocks, rejects)
-    return blocks, rejects
+    good = [i for i in range(len(raws)) if i not in odd]
+    if good:
+        _decode_lines([raws[i] for i in good], good, slots, first_line, rejects)
+    for i in odd:
+        if i < len(raws):
+            row = decode_line(raws[i], first_line + i)
+            if isinstance(row, Reject):
+                rejects.append(row)
+            else:
+                slots[i] = row
+    rejects.sort(key=_line_of)
+    lines = [first_line + i for i, r in enumerate(slots) if r is not None]
+    return lines, [r for r in slots if r is not None], rejects
 
 
-def _decode_clean(block: bytes, first_line: int, blocks: list[Block], rejects: list[Reject]) -> None:
-    """Fast-decode guarded lines; a line msgspec refuses takes the exact path."""
-    while block:
+def _line_of(r: Reject) -> int:
+    return r.line
+
+
+# Skeleton of a line the fast path may take: 0, 1 or 2 'e's from the type
+# (withdrawal; deposit, dispute, chargeback; resolve), three commas, at most
+# one point (in the amount).
+_CLEAN_SKELETONS = frozenset(e + b",,," + p for e in (b"", b"e", b"ee") for p in (b"", b"."))
+
+
+def _all_rows(bare: bytes) -> bool:
+    """True if ``bare`` is ``,,,\\n`` repeated: every line has exactly three commas and nothing odd."""
+    step = len(_ROW_SKELETON)
+    for start in range(0, len(bare), step):
+        piece = bare[start : start + step]
+        if piece != _ROW_SKELETON[: len(piece)]:
+            return False
+    return True
+
+
+def _decode_run(block: bytes, first_line: int) -> tuple[Sequence[int], list, list[Reject]]:
+    """Fast-decode guarded consecutive lines; a line msgspec refuses takes the exact path."""
+    try:
+        rows = _FAST_DECODER.decode(_to_json(block))
+        return range(first_line, first_line + len(rows)), rows, []
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    raws = block.split(b"\n")
+    raws.pop()
+    slots: list = [None] * len(raws)
+    rejects: list[Reject] = []
+    _decode_lines(raws, range(len(raws)), slots, first_line, rejects)
+    lines = [first_line + i for i, r in enumerate(slots) if r is not None]
+    return lines, [r for r in slots if r is not None], rejects
+
+
+def _decode_lines(raws: list[bytes], where: Sequence[int], slots: list, first_line: int,
+                  rejects: list[Reject]) -> None:
+    """Decode guard-clean lines (exactly 3 commas each) in one msgspec call.
+
+    ``raws[j]`` is the line at index ``where[j]`` of the chunk; its row goes to
+    ``slots[where[j]]``. A line msgspec refuses (out of range, unknown type,
+    leading zeros, zero amount) takes the exact path and decoding resumes
+    after it in the same JSON text, so each line is decoded at most twice.
+    """
+    js = _to_json(b"\n".join(raws) + b"\n")
+    # A guard-clean line of length L becomes L + 12 bytes of JSON, plus a comma.
+    starts = list(accumulate((len(r) + 13 for r in raws), initial=1))
+    i0, n = 0, len(raws)
+    while i0 < n:
         try:
-            blocks.append((first_line, _FAST_DECODER.decode(_to_json(block))))
+            rows = _FAST_DECODER.decode(js if i0 == 0 else b"[" + js[starts[i0] :])
+            for w, r in zip(where[i0:], rows):
+                slots[w] = r
             return
         except (msgspec.ValidationError, msgspec.DecodeError) as err:
             m = _ERR_INDEX.search(str(err))
-            if m is None:  # not expected: decode every line exactly
-                for i, raw in enumerate(block[:-1].split(b"\n")):
-                    _exact(raw, first_line + i, blocks, rejects)
-                return
-            k = int(m.group(1))
-        # Lines [0, k) are fine, line k is refused: decode again around it.
-        end = -1
-        for _ in range(k):
-            end = block.index(b"\n", end + 1)
-        if k:
-            blocks.append((first_line, _FAST_DECODER.decode(_to_json(block[: end + 1]))))
-        stop = block.index(b"\n", end + 1)
-        _exact(block[end + 1 : stop], first_line + k, blocks, rejects)
-        block = block[stop + 1 :]
-        first_line += k + 1
+            k = i0 + int(m.group(1)) if m else i0
+            last = k + 1 if m else n  # unexpected error text: every remaining line exactly
+        if k > i0:
+            rows = _FAST_DECODER.decode(b"[" + js[starts[i0] : starts[k] - 1] + b"]")
+            for w, r in zip(where[i0:k], rows):
+                slots[w] = r
+        for j in range(k, min(last, n)):
+            row = decode_line(raws[j], first_line + where[j])
+            if isinstance(row, Reject):
+                rejects.append(row)
+            elif row is not None:
+                slots[where[j]] = row
+        i0 = last
 
 
-def _exact(raw: bytes, line: int, blocks: list[Block], rejects: list[Reject]) -> None:
-    row = decode_line(raw, line)
-    if row is None:
-        return
-    if isinstance(row, Reject):
-        rejects.append(row)
-    else:
-        blocks.append((line, [row]))
+def decode_block(block: bytes, first_line: int) -> tuple[list[Block], list[Reject]]:
+    """:func:`decode_chunk` with the rows grouped in runs of consecutive lines.
+
+    Returns:
+        ``(blocks, rejects)``: :data:`Block` runs in line order, and the
+        invalid rows in line order.
+    """
+    lines, rows, rejects = decode_chunk(block, first_line)
+    blocks: list[Block] = []
+    for line, row in zip(lines, rows):
+        if blocks and blocks[-1][0] + len(blocks[-1][1]) == line:
+            blocks[-1][1].append(row)
+        else:
+            blocks.append((line, [row]))
+    return blocks, rejects
 
 
 _DIGITS = re.compile(r"[0-9]+")

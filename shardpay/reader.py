@@ -5,7 +5,7 @@ plain code over a binary stream and a list of frame sinks, testable alone.
 
 Per input chunk (:data:`CHUNK_BYTES` of whole lines):
 
-1. :func:`shardpay.decode.decode_block` decodes it (msgspec fast path, exact
+1. :func:`shardpay.decode.decode_chunk` decodes it (msgspec fast path, exact
    path for the lines that need it); invalid rows become rejects.
 2. The global tx-id claim (SPEC "Transactions": the first well-formed deposit
    or withdrawal with an id claims it): one set operation per block in the
@@ -31,7 +31,7 @@ from typing import BinaryIO
 import msgspec
 from pyroaring import BitMap
 
-from .decode import WITHDRAWAL, Reject, decode_block, parse_header
+from .decode import WITHDRAWAL, Reject, decode_chunk, parse_header
 from .errors import InputError
 from .ledger import DUPLICATE
 
@@ -252,48 +252,37 @@ class Reader:
 
     def _chunk(self, chunk: bytes, first_line: int) -> None:
         t0 = time.perf_counter()
-        blocks, rejects = decode_block(chunk, first_line)
+        lines, rows, rejects = decode_chunk(chunk, first_line)
         t1 = time.perf_counter()
         if rejects:
             self.invalid += len(rejects)
             self.rows += len(rejects)
             self.on_rejects(rejects)
-        workers = self.workers
-        if workers == 1:
-            lines: list = []
-            rows: list = []
-            for first, block in blocks:
-                self._claim(block)
-                lines.extend(range(first, first + len(block)))
-                rows.extend(block)
-            if rows:
-                self.rows += len(rows)
+        if rows:
+            self._claim(rows)
+            self.rows += len(rows)
+            workers = self.workers
+            if workers == 1:
                 self.shard_rows[0] += len(rows)
                 self.sinks[0](pack_frame(lines, rows))
-        else:
-            shard = self.shard
-            shard_lines: list[list[int]] = [[] for _ in range(workers)]
-            shard_rows: list[list] = [[] for _ in range(workers)]
-            for first, block in blocks:
-                self._claim(block)
-                line = first
-                for r in block:
+            else:
+                shard = self.shard
+                shard_lines: list[list[int]] = [[] for _ in range(workers)]
+                shard_rows: list[list] = [[] for _ in range(workers)]
+                for line, r in zip(lines, rows):
                     s = shard[r.client]
                     shard_lines[s].append(line)
                     shard_rows[s].append(r)
-                    line += 1
-            for s in range(workers):
-                if shard_rows[s]:
-                    n = len(shard_rows[s])
-                    self.rows += n
-                    self.shard_rows[s] += n
-                    self.sinks[s](pack_frame(shard_lines[s], shard_rows[s]))
+                for s in range(workers):
+                    if shard_rows[s]:
+                        self.shard_rows[s] += len(shard_rows[s])
+                        self.sinks[s](pack_frame(shard_lines[s], shard_rows[s]))
         t2 = time.perf_counter()
         self.decode_seconds += t1 - t0
         self.route_seconds += t2 - t1
 
     def _claim(self, block: list) -> None:
-        """Claim the tx ids of the block's deposits/withdrawals; mark duplicates in place.
+        """Claim the tx ids of a chunk's deposits/withdrawals (in line order); mark duplicates in place.
 
         Rising ids (the usual partner file): every id of the block is above
         the largest claimed one, so only the block itself can hold a
