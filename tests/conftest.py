@@ -9,18 +9,33 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 
+# Hypothesis profiles (tests/property/). Budgets are per test: the expensive
+# properties scale their example counts down from max_examples (the CLI
+# property runs 4 processes an example: max_examples // 5).
+#   ci        derandomized, no example database, bounded: the default under CI=true.
+#             Whole property suite about 1.5 min on 2 cores.
+#   dev       random, with the example database: the default locally.
+#   deep      HYPOTHESIS_PROFILE=deep: long bug hunts (tens of minutes).
+#   mutation  HYPOTHESIS_PROFILE=mutation: derandomized and small, for mutmut
+#             (each mutant reruns the tests that reach it; see profiling/README.md).
+_NO_EXPLAIN = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink]
 settings.register_profile(
-    "ci", derandomize=True, max_examples=60, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
+    "ci", derandomize=True, database=None, max_examples=100, deadline=None, phases=_NO_EXPLAIN,
+    print_blob=True, suppress_health_check=[HealthCheck.too_slow],
 )
-settings.register_profile("dev", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
-    "deep", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+    "deep", max_examples=5000, stateful_step_count=100, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+settings.register_profile(
+    "mutation", derandomize=True, database=None, max_examples=30, stateful_step_count=30, deadline=None,
+    phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 

@@ -1,0 +1,151 @@
+"""Run one input through the model, the installed CLI, or the engine's stages in one process.
+
+Every runner returns an :class:`Outcome`, so a property is one ``==``:
+
+* :func:`model_outcome` -- :func:`shardpay.model.run`, the oracle.
+* :func:`cli_outcome` -- the installed ``shardpay`` console script in a
+  subprocess, with ``--rejects``: the real thing, processes and rings included
+  (~0.3 s a run).
+* :func:`inprocess_outcome` -- the engine's reader and ledgers in this
+  process: :class:`shardpay.reader.Reader` routing frames to in-memory
+  lists, one :class:`shardpay.ledger.Ledger` per shard. No process, no
+  shared memory: milliseconds for a small file, so it runs hundreds of
+  examples, and it is what mutation testing drives (mutants live in this
+  process).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+from typing import NamedTuple
+
+from shardpay import model
+from tests.conftest import shardpay_cmd
+
+HEADER_ERROR = "header error"
+
+
+class Outcome(NamedTuple):
+    """What a run produced: the output text and the ``(line, reason)`` rejects, or a fatal header error."""
+
+    output: str
+    rejects: list[tuple[int, str]]
+
+    def __repr__(self) -> str:  # failures print the output as lines, not one long string
+        lines = self.output.splitlines()
+        return f"Outcome(output={lines!r}, rejects={self.rejects!r})"
+
+
+FATAL = Outcome(HEADER_ERROR, [])
+
+
+def model_outcome(data: bytes) -> Outcome:
+    """The reference model's result; :data:`FATAL` if the header is wrong."""
+    try:
+        result = model.run(data)
+    except model.HeaderError:
+        return FATAL
+    return Outcome(result.output, list(result.rejects))
+
+
+def parse_rejects_csv(text: str) -> list[tuple[int, str]]:
+    """``--rejects`` CSV (``line,type,client,tx,amount,reason,detail``) to ``(line, reason)``."""
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows and rows[0] == ["line", "type", "client", "tx", "amount", "reason", "detail"], rows[:1]
+    return [(int(row[0]), row[5]) for row in rows[1:]]
+
+
+def cli_outcome(data: bytes, workers: int, tmpdir: str, timeout: float = 60) -> Outcome:
+    """Run the installed CLI on ``data`` with ``--workers``; a header error must be exit 1, one line, no output."""
+    src = os.path.join(tmpdir, "in.csv")
+    rej = os.path.join(tmpdir, f"rejects-{workers}.csv")
+    with open(src, "wb") as f:
+        f.write(data)
+    if os.path.exists(rej):
+        os.unlink(rej)
+    cmd = [*shardpay_cmd(), src, "--workers", str(workers), "--quiet", "--rejects", rej]
+    proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    if proc.returncode == 1 and b"header" in proc.stderr:
+        assert proc.stdout == b"", "a fatal error wrote output"
+        assert proc.stderr.count(b"\n") == 1, f"a fatal error is one line: {proc.stderr!r}"
+        return FATAL
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr.decode(errors='replace')}"
+    with open(rej, encoding="utf-8") as f:
+        rejects = parse_rejects_csv(f.read())
+    return Outcome(proc.stdout.decode("utf-8"), rejects)
+
+
+class _Trickle:
+    """A binary stream that returns at most ``size`` bytes a read, as a pipe may."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self.data = io.BytesIO(data)
+        self.size = size
+
+    def read(self, n: int = -1) -> bytes:
+        return self.data.read(self.size if n < 0 else min(n, self.size))
+
+    def readinto(self, buf) -> int:  # type: ignore[no-untyped-def]
+        chunk = self.read(len(buf))
+        buf[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def inprocess_outcome(data: bytes, workers: int, read_size: int | None = None) -> Outcome:
+    """The engine's stages in this process: reader, one ledger per shard, merge.
+
+    :class:`shardpay.reader.Reader` decodes, claims and routes ``data`` to
+    ``workers`` shards; each shard's frames (:func:`shardpay.reader.unpack_frame`)
+    go into a :class:`shardpay.ledger.Ledger` with ``apply``, as a worker does,
+    and row by row with ``apply_one`` into a twin ledger for the reject
+    reasons; both must end equal. Accounts and rejects are merged by client
+    and by line. Only public names of the reader and the ledger are used, so
+    their internals may change freely.
+
+    Args:
+        data: the input file's bytes.
+        workers: number of shards.
+        read_size: if given, every read of the input returns at most this
+            many bytes (chunk boundaries inside lines, CRLFs and the BOM).
+    """
+    from shardpay.errors import InputError
+    from shardpay.ledger import Ledger
+    from shardpay.money import format_units
+    from shardpay.reader import Reader, unpack_frame
+
+    frames: list[list[bytes]] = [[] for _ in range(workers)]
+    invalid: list = []
+    sinks = [lambda frame, i=i: frames[i].append(bytes(frame)) for i in range(workers)]
+    stream = io.BytesIO(data) if read_size is None else _Trickle(data, read_size)
+    try:
+        Reader(stream, sinks, invalid.extend).run()
+    except InputError as err:
+        if "header" not in str(err):
+            raise
+        return FATAL
+    rejects = [(r.line, r.reason) for r in invalid]
+    accounts: dict[int, tuple[int, int, bool]] = {}
+    for shard in frames:
+        ledger, twin = Ledger(), Ledger()
+        for frame in shard:
+            columns = [list(col) for col in unpack_frame(frame)]
+            rejected = ledger.apply(*columns)
+            reasons = [(row[0], twin.apply_one(*row)) for row in zip(*columns)]
+            reasons = [(line, reason) for line, reason in reasons if reason is not None]
+            assert rejected == len(reasons), "apply() and apply_one() disagree on a frame"
+            rejects.extend(reasons)
+        snapshot = [list(col) for col in ledger.snapshot()]
+        assert snapshot == [list(col) for col in twin.snapshot()], "apply() and apply_one() disagree on balances"
+        for c, a, h, lk in zip(*snapshot):
+            assert c not in accounts, f"client {c} is in two shards"
+            accounts[c] = (a, h, bool(lk))
+    rejects.sort()
+    assert len({line for line, _ in rejects}) == len(rejects), "a line rejected twice"
+    lines = ["client,available,held,total,locked\n"]
+    for c in sorted(accounts):
+        a, h, lk = accounts[c]
+        lines.append(f"{c},{format_units(a)},{format_units(h)},{format_units(a + h)},{'true' if lk else 'false'}\n")
+    return Outcome("".join(lines), rejects)
