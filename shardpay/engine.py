@@ -36,10 +36,33 @@ stream it sends its accounts and figures back.
 every child shares the parent's resource tracker), starts the workers and the
 reader (``fork``: no re-import, a 10-row file runs in a fraction of a second),
 and waits on every child's result pipe and ``Process.sentinel``: a child that
-dies is noticed within :data:`WATCH_SECONDS`, the others are stopped, and the
-run fails with :class:`~shardpay.errors.ProcessDied`. Every ring is unlinked
-on every exit path. The merge sorts accounts by client and merges rejects by
-line, so the report is byte-identical for every worker count.
+dies is noticed at once, the others are stopped, and the run fails with
+:class:`~shardpay.errors.ProcessDied`. Every ring is unlinked on every exit
+path. The merge sorts accounts by client and merges rejects by line, so the
+report is byte-identical for every worker count, and checks that every row
+read is accounted for (accepted + rejected = read).
+
+**Faults.** What each failure leaves behind, by design:
+
+* SIGINT/SIGTERM to the parent (the CLI turns them into
+  :class:`~shardpay.errors.Interrupted`): children stopped, rings unlinked,
+  no output. Set-up and clean-up run with these signals held
+  (:func:`shardpay.proc.signals_held`), so an interrupt never falls between
+  creating a segment and recording it.
+* A child dies or raises: noticed through its sentinel or its error
+  message; the message names the process and how it ended.
+* SIGKILL of the parent: every child is SIGKILLed by the kernel
+  (``PR_SET_PDEATHSIG``); failing that, the reader checks its parent every
+  chunk, a child blocked on a ring checks it every
+  :data:`shardpay.ring.POLL_SECONDS`, and a result sent to a dead parent
+  fails at once (each child closes the read ends of the result pipes it
+  inherited). Once every child is gone, the resource tracker unlinks the
+  rings. The reject spools are
+  unnamed temporary files (``O_TMPFILE``): the kernel frees them with the
+  last process holding them, so nothing is left on disk.
+* SIGKILL of the whole process group: the unnamed spools vanish; ring
+  segments stay in ``/dev/shm`` until the next run sweeps them
+  (:func:`shardpay.ring.sweep_stale_segments`).
 """
 
 from __future__ import annotations
@@ -47,17 +70,17 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
-import shutil
 import signal
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from multiprocessing import resource_tracker
+from typing import IO, Any, BinaryIO
 
-from .errors import InputError, ProcessDied, StrictReject
-from .proc import child_main, cpu_seconds, peak_rss_bytes
+from .errors import InputError, OutputError, ProcessDied, RingError, StrictReject
+from .proc import HELD_SIGNALS, child_main, cpu_seconds, peak_rss_bytes, signals_held
 from .reader import run_reader
 from .rejects import RejectRow, merge
 from .ring import Ring, segment_name, sweep_stale_segments
@@ -119,22 +142,27 @@ class RunResult:
     accounts: tuple[list[int], list[int], list[int], list[bool]]
     reject_counts: dict[str, int]
     stats: dict[str, Any]
-    _spool_dir: str = field(repr=False, default="")
-    _spools: tuple[str, list[str]] = field(repr=False, default=("", []))
+    _spools: list[IO[bytes]] = field(repr=False, default_factory=list)
+    """The reader's spool, then one per worker: unnamed temporary files."""
 
     def account_list(self) -> list[Account]:
         """The accounts as :class:`Account` records, sorted by client."""
         return [Account(*a) for a in zip(*self.accounts)]
 
     def rejects(self) -> Iterator[RejectRow]:
-        """Every rejected row in line order, streamed from the spools."""
-        return merge(*self._spools)
+        """Every rejected row in line order, streamed from the spools.
+
+        Each call reads the spools afresh (through ``/proc/self/fd``: they have
+        no name), so it may be called again; not after :meth:`close`.
+        """
+        if not self._spools:
+            return iter(())
+        paths = [f"/proc/self/fd/{f.fileno()}" for f in self._spools]
+        return merge(paths[0], paths[1:])
 
     def close(self) -> None:
-        """Remove the temporary reject spools."""
-        if self._spool_dir:
-            shutil.rmtree(self._spool_dir, ignore_errors=True)
-            self._spool_dir = ""
+        """Free the temporary reject spools."""
+        _close_all(self._spools)
 
     def __enter__(self) -> RunResult:
         return self
@@ -206,8 +234,9 @@ def run(
         InputError: the input cannot be opened or read, or its header is wrong.
         StrictReject: ``strict`` and a row was rejected (message: line, reason, detail).
         ProcessDied: the reader or a worker died or raised.
-        Interrupted: a signal handler of the caller raised it (the CLI's do);
-            children are stopped and shared memory is removed first.
+        BaseException: whatever a signal handler of the caller raises (the
+            CLI's raise one it reports as :class:`Interrupted`); children are
+            stopped and shared memory is removed first.
     """
     workers = default_workers() if workers is None else workers
     if workers < 1:
@@ -217,53 +246,80 @@ def run(
     sweep_stale_segments()
     stream, size, owned = _open_input(source)
     ctx = multiprocessing.get_context("fork")
-    spool_dir = tempfile.mkdtemp(prefix="shardpay-")
     rings: list[Ring] = []
+    spools: list[IO[bytes]] = []  # reader's, then each worker's
     children: list[tuple[str, Any, Any]] = []  # (name, process, result connection)
     ok = False
+    # Start the resource tracker before holding signals: when it starts it
+    # unblocks SIGINT and SIGTERM (CPython's resource_tracker.ensure_running
+    # does SIG_UNBLOCK, not a restore), which would end the hold below.
+    resource_tracker.ensure_running()
     try:
-        token = os.urandom(4).hex()
-        rings = [Ring(ctx, segment_name(i, token)) for i in range(workers)]
-        stop = ctx.Event()
-        bytes_read = ctx.Value("q", 0, lock=False)
-        parent_pid = os.getpid()
-        worker_spools = [os.path.join(spool_dir, f"worker-{i}.rej") for i in range(workers)]
-        reader_spool = os.path.join(spool_dir, "reader.rej")
+        with signals_held():  # every resource below is recorded before a signal can end the run
+            try:
+                # Unnamed files (O_TMPFILE): nothing to remove, whoever dies.
+                spools.extend(tempfile.TemporaryFile(prefix="shardpay-") for _ in range(workers + 1))
+            except OSError as err:
+                raise OutputError(f"cannot create temporary files in {tempfile.gettempdir()!r}: "
+                                  f"{err.strerror or err}") from None
+            token = os.urandom(4).hex()
+            for i in range(workers):
+                try:
+                    rings.append(Ring(ctx, segment_name(i, token)))
+                except OSError as err:
+                    raise RingError(f"cannot create shared memory for ring {i}: {err.strerror or err}") from None
+            signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)  # again, had the tracker been restarted
+            stop = ctx.Event()
+            bytes_read = ctx.Value("q", 0, lock=False)
+            parent_pid = os.getpid()
 
-        def alive() -> bool:
-            return os.getppid() == parent_pid
+            def alive() -> bool:
+                return os.getppid() == parent_pid
 
-        def start(name: str, body: Callable[[], dict]) -> None:
-            recv, send = ctx.Pipe(duplex=False)
+            def start(name: str, proc_name: str, body: Callable[[], dict]) -> None:
+                recv, send = ctx.Pipe(duplex=False)
 
-            def main() -> None:
-                for r in rings:
-                    r.alive = alive
-                child_main(send, body)
+                def main() -> None:
+                    # Close the read ends of the result pipes inherited at fork (ours and
+                    # earlier siblings'): with the parent gone, a send then fails at once
+                    # instead of filling a pipe that nobody reads.
+                    recv.close()
+                    for _, _, conn in children:
+                        conn.close()
+                    for r in rings:
+                        r.alive = alive
+                    child_main(send, body, name=proc_name, parent_pid=parent_pid)
 
-            p = ctx.Process(target=main, name=f"shardpay-{name}", daemon=True)
-            p.start()
-            send.close()
-            children.append((name, p, recv))
+                p = ctx.Process(target=main, name=f"shardpay-{name}", daemon=True)
+                p.start()
+                send.close()
+                children.append((name, p, recv))
 
-        for i in range(workers):
-            start(f"worker {i}", lambda i=i: run_worker(i, rings[i], worker_spools[i], stop, strict))
-        start("reader", lambda: run_reader(stream, rings, reader_spool, stop, strict, bytes_read))
-        if owned:
-            stream.close()
+            for i in range(workers):
+                start(f"worker {i}", f"sp-worker-{i}",
+                      lambda i=i: run_worker(i, rings[i], spools[i + 1].fileno(), stop, strict))
+            start("reader", "sp-reader",
+                  lambda: run_reader(stream, rings, spools[0].fileno(), stop, strict, bytes_read, alive=alive))
+            if owned:
+                stream.close()
         results = _watch(children, lambda: progress(bytes_read.value, size) if progress else None)
         ok = True
     finally:
-        _stop_children(children)
-        for ring in rings:
-            ring.unlink()
-        if owned and not stream.closed:
-            stream.close()
-        if not ok:
-            shutil.rmtree(spool_dir, ignore_errors=True)
+        with signals_held():  # clean up all of it, even if a second signal comes
+            _stop_children(children)
+            for ring in rings:
+                ring.unlink()
+            if owned and not stream.closed:
+                stream.close()
+            if not ok:
+                _close_all(spools)
     if progress:
         progress(bytes_read.value, size)
-    result = _merge(results, workers, spool_dir, reader_spool, worker_spools)
+    try:
+        result = _merge(results, workers, spools)
+    except BaseException:
+        _close_all(spools)
+        raise
     result.stats.update(
         wall_seconds=time.perf_counter() - t_start,
         parent={"pid": os.getpid(), "cpu_seconds": cpu_seconds() - cpu_start, "peak_rss_bytes": peak_rss_bytes()},
@@ -273,6 +329,11 @@ def run(
         result.close()
         raise StrictReject(f"{first} (--strict stops at the first rejected row)")
     return result
+
+
+def _close_all(files: list[IO[bytes]]) -> None:
+    while files:
+        files.pop().close()
 
 
 def _watch(children: list[tuple[str, Any, Any]], tick: Callable[[], None]) -> dict[str, dict]:
@@ -342,9 +403,15 @@ def _stop_children(children: list[tuple[str, Any, Any]]) -> None:
             p.close()
 
 
-def _merge(results: dict[str, dict], workers: int, spool_dir: str, reader_spool: str,
-           worker_spools: list[str]) -> RunResult:
-    """Merge the shards' snapshots (disjoint clients) into one client-sorted table."""
+def _merge(results: dict[str, dict], workers: int, spools: list[IO[bytes]]) -> RunResult:
+    """Merge the shards' snapshots (disjoint clients) into one client-sorted table.
+
+    Also checks that nothing was lost: the rows the reader routed are the rows
+    the workers applied, so accepted + rejected = rows read.
+
+    Raises:
+        RingError: the workers did not receive exactly the rows the reader sent.
+    """
     available: dict[int, int] = {}
     held: dict[int, int] = {}
     locked: dict[int, bool] = {}
@@ -357,6 +424,10 @@ def _merge(results: dict[str, dict], workers: int, spool_dir: str, reader_spool:
         locked.update(zip(clients, map(bool, lock)))
         counts.update(w["reject_counts"])
     rd = results["reader"]
+    routed = rd["rows"] - rd["invalid"]
+    received = sum(results[f"worker {i}"]["rows"] for i in range(workers))
+    if routed != received:
+        raise RingError(f"rows lost between the reader and the workers: {routed:,} sent, {received:,} applied")
     if rd["invalid"]:
         counts["invalid_row"] += rd["invalid"]
     order = sorted(available)
@@ -364,4 +435,4 @@ def _merge(results: dict[str, dict], workers: int, spool_dir: str, reader_spool:
     from .report import stats_dict
 
     stats = stats_dict(results, workers, counts, len(order))
-    return RunResult(accounts, dict(counts), stats, spool_dir, (reader_spool, worker_spools))
+    return RunResult(accounts, dict(counts), stats, list(spools))

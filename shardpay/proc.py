@@ -1,21 +1,32 @@
-"""What every child process shares: start-up, figures, and the result protocol.
+"""What every child process shares: start-up, figures, signals, and the result protocol.
 
 A child sends exactly one message on its result pipe: ``("ok", result)`` or
 ``("error", kind, message, traceback_text)``; ``kind`` is ``"input"`` for an
 :class:`~shardpay.errors.InputError`, else the exception's class name.
+
+Signals: the parent holds SIGINT, SIGTERM and SIGHUP (:func:`signals_held`)
+while it creates shared memory, starts children and cleans up, so an
+interrupt never lands between creating a resource and recording it. A child
+is forked while they are held; :func:`child_main` sets its own handlers and
+only then lets them through.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import resource
 import signal
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["child_main", "peak_rss_bytes", "cpu_seconds"]
+__all__ = ["HELD_SIGNALS", "child_main", "cpu_seconds", "peak_rss_bytes", "signals_held"]
+
+HELD_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+"""Signals :func:`signals_held` defers: the ones that end a run."""
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def peak_rss_bytes() -> int:
@@ -39,18 +50,78 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def child_main(conn: Any, body: Callable[[], dict]) -> None:
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Defer :data:`HELD_SIGNALS` while the block runs; they are delivered when it ends.
+
+    The block runs to completion (creating and recording a resource, or
+    removing them all); a signal that came meanwhile then runs its handler
+    at once. Threads started inside the block, and children forked inside
+    it, inherit the mask: :func:`child_main` lifts it in children, and a
+    thread started here (rich's refresh thread) never takes these signals, so
+    they always reach the main thread.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux ``PR_SET_PDEATHSIG``).
+
+    A child busy in a long computation, or blocked where it does not poll,
+    then cannot outlive a SIGKILLed parent; once every child is gone the
+    resource tracker unlinks the shared memory. Exits at once if the parent
+    died before the request was made. Elsewhere it does nothing: the rings'
+    ``alive`` checks and the reader's per-chunk check remain.
+
+    The test-only ``SHARDPAY_TEST_FAULT=no-pdeathsig`` skips the request, so
+    the tests can show those checks work on their own.
+    """
+    if os.environ.get("SHARDPAY_TEST_FAULT") != "no-pdeathsig":
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - not Linux
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _set_name(name: str) -> None:
+    """Name this process for ``ps``/``top`` (Linux ``comm``, 15 bytes): e.g. ``sp-worker-0``."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/comm", "w") as f:
+            f.write(name[:15])
+
+
+def child_main(conn: Any, body: Callable[[], dict], *, name: str, parent_pid: int) -> None:
     """Run ``body`` as a child process's whole life and report on ``conn``.
 
-    The child ignores SIGINT (the parent handles Ctrl-C for the group and
-    stops its children) and dies at once on SIGTERM. The cyclic GC is off:
-    the hot loops allocate many containers and never make cycles.
+    The child dies with its parent (:func:`die_with_parent`), ignores SIGINT
+    (the parent handles Ctrl-C for the group and stops its children) and
+    dies at once on SIGTERM and SIGHUP; then the signals the parent held at
+    fork are let through. The cyclic GC is off: the hot loops allocate many
+    containers and never make cycles.
+
+    Args:
+        conn: the write end of this child's result pipe.
+        body: the child's work; returns its result dict.
+        name: the process name shown by ``ps`` (``comm``), e.g. ``sp-reader``.
+        parent_pid: the engine's pid, to notice its death.
     """
     from .errors import InputError
 
+    die_with_parent(parent_pid)
+    _set_name(name)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
     gc.disable()
     try:
         result = body()
@@ -62,7 +133,7 @@ def child_main(conn: Any, body: Callable[[], dict]) -> None:
         kind = "input" if isinstance(err, InputError) else type(err).__name__
         try:
             conn.send(("error", kind, str(err), traceback.format_exc()))
-        except OSError:
+        except OSError:  # the parent is gone: nobody to tell
             pass
         os._exit(1)
     finally:

@@ -342,34 +342,51 @@ class _Duplicate:
         self.client, self.tx, self.amount, self.kind = client, tx, amount, kind
 
 
-def run_reader(stream: BinaryIO, rings: Sequence, spool_path: str, stop, strict: bool, progress) -> dict:
+def run_reader(
+    stream: BinaryIO,
+    rings: Sequence,
+    spool: int | str,
+    stop,
+    strict: bool,
+    progress,
+    alive: Callable[[], bool] = lambda: True,
+) -> dict:
     """The reader process's body: read ``stream``, feed ``rings``, spool invalid rows.
 
     Args:
         stream: the input, binary.
         rings: one :class:`shardpay.ring.Ring` per shard (this process produces).
-        spool_path: file for invalid-row rejects (:mod:`shardpay.rejects`).
+        spool: where to write invalid-row rejects (:mod:`shardpay.rejects`):
+            an open file descriptor (left open; the engine passes unnamed
+            temporary files) or a path.
         stop: an Event; set means stop reading (``--strict`` saw a reject).
         strict: ``--strict``: the first invalid row also stops reading.
         progress: a shared int the reader keeps at the bytes read so far.
+        alive: False once the parent is gone; asked once per chunk, so the
+            reader stops within a chunk of its parent's death even when no
+            ring is full.
 
     Returns:
         The reader's figures (rows, invalid, bytes, stage seconds, shard rows).
 
     Raises:
         InputError: bad header or unreadable input.
+        RingError: the parent died (or a ring's peer vanished).
     """
+    from .errors import RingError
     from .rejects import write_reader_batch
 
-    with open(spool_path, "wb") as spool:
+    with open(spool, "wb", closefd=not isinstance(spool, int)) as spool_file:
 
         def on_rejects(rejects: list[Reject]) -> None:
-            write_reader_batch(spool, rejects)
+            write_reader_batch(spool_file, rejects)
             if strict:
                 stop.set()
 
         def should_stop() -> bool:
             progress.value = reader.bytes_read
+            if not alive():
+                raise RingError("the parent process is gone")
             return stop.is_set()
 
         reader = Reader(stream, [r.send for r in rings], on_rejects, should_stop)

@@ -25,14 +25,16 @@ SPOOL_REJECTS = 32768
 """Rejects kept in memory before they are appended to the spool file (a tuple of 7 ints each)."""
 
 
-def run_worker(index: int, ring: Ring, spool_path: str, stop: Any, strict: bool) -> dict:
+def run_worker(index: int, ring: Ring, spool: int | str, stop: Any, strict: bool) -> dict:
     """Drain ``ring`` into a fresh ledger; return the snapshot and figures.
 
     Args:
         index: this worker's shard number.
         ring: the ring to consume (this process is its only consumer).
-        spool_path: file to append rejects to, msgpack batches of ledger
-            reject records in line order (:mod:`shardpay.rejects`).
+        spool: where to write rejects, msgpack batches of ledger reject
+            records in line order (:mod:`shardpay.rejects`): an open file
+            descriptor (left open; the engine passes unnamed temporary
+            files) or a path.
         stop: an Event set on the first reject when ``strict``.
         strict: ``--strict``.
 
@@ -45,7 +47,7 @@ def run_worker(index: int, ring: Ring, spool_path: str, stop: Any, strict: bool)
     ledger = Ledger()
     counts: Counter[int] = Counter()
     apply_seconds = 0.0
-    with open(spool_path, "wb") as spool:
+    with open(spool, "wb", closefd=not isinstance(spool, int)) as spool_file:
         while True:
             frame = ring.recv()
             if frame is None:
@@ -61,9 +63,9 @@ def run_worker(index: int, ring: Ring, spool_path: str, stop: Any, strict: bool)
                 if strict:
                     stop.set()
                 if len(ledger.rejects) >= SPOOL_REJECTS:
-                    _spool(spool, ledger.rejects, counts)
+                    _spool(spool_file, ledger.rejects, counts)
                     ledger.rejects = []
-        _spool(spool, ledger.rejects, counts)
+        _spool(spool_file, ledger.rejects, counts)
     return {
         "snapshot": ledger.snapshot(),
         "rows": ledger.applied,
