@@ -1,14 +1,18 @@
 """Everything the user sees: the accounts CSV, the rejects CSV, stats, progress, summary.
 
-Output files are written atomically (:func:`atomic_output`): a temporary file
-in the same folder, renamed over the target only when complete, so a failed
-run never leaves a half-written file.
+Output files are written atomically: each to an unnamed file in its
+target's folder, put in place only when complete. :class:`PendingOutputs`
+does it for the accounts, rejects and stats files of a run together: all are
+written first, then all put in place, so a failed or interrupted run (even
+one killed with SIGKILL) leaves none of them, half-written or whole, and no
+temporary file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -23,6 +27,7 @@ from .rejects import RejectRow
 __all__ = [
     "HEADER",
     "REJECTS_HEADER",
+    "PendingOutputs",
     "account_line",
     "atomic_output",
     "make_progress",
@@ -30,6 +35,7 @@ __all__ = [
     "stats_dict",
     "write_accounts",
     "write_rejects",
+    "write_stats",
 ]
 
 HEADER = "client,available,held,total,locked\n"
@@ -63,6 +69,126 @@ def write_rejects(out: IO[str], rejects: Iterable[RejectRow]) -> int:
     return n
 
 
+class PendingOutputs:
+    """Output files written now, and put in place all together by :meth:`commit`.
+
+    Each file is written into its target's folder as an unnamed file
+    (``O_TMPFILE``), so until the commit nothing of it has a name: a run
+    killed even with SIGKILL leaves no temporary file behind. At the commit
+    each gets a temporary name (``linkat`` of ``/proc/self/fd/N``) and is
+    renamed over its target at once. Where the filesystem has no
+    ``O_TMPFILE``, a named temporary file (``mkstemp``) is written instead.
+
+    Use as a context manager: leaving it without :meth:`commit` drops every
+    file (an error or a signal ended the run: no output at all).
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[int | str, str]] = []  # (unnamed file's fd, or temporary path; target)
+
+    def __enter__(self) -> PendingOutputs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+    @contextlib.contextmanager
+    def open(self, path: str) -> Iterator[IO[str]]:
+        """A text file for ``path``, kept pending until :meth:`commit`.
+
+        Raises:
+            OutputError: the folder is not writable, or a write fails (disk full).
+        """
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            pending: int | str = _unnamed_file(folder)
+            if pending < 0:
+                fd, pending = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+            else:
+                fd = pending
+        except OSError as err:
+            raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from None
+        try:
+            with open(fd, "w", encoding="utf-8", newline="", closefd=isinstance(pending, str)) as f:
+                yield f
+        except OSError as err:
+            _drop(pending)
+            raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from None
+        except BaseException:
+            _drop(pending)
+            raise
+        self._pending.append((pending, path))
+
+    def commit(self) -> None:
+        """Put every written file in place (hold signals around this: see the CLI).
+
+        Raises:
+            OutputError: a file could not be put in place; the ones not yet
+                in place are dropped.
+        """
+        while self._pending:
+            pending, path = self._pending[0]
+            try:
+                if isinstance(pending, int):
+                    _link_and_replace(pending, path)
+                else:
+                    os.replace(pending, path)
+            except OSError as err:
+                self.discard()
+                raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from None
+            _drop(pending, unlink=False)
+            self._pending.pop(0)
+
+    def discard(self) -> None:
+        """Drop every file not yet put in place."""
+        while self._pending:
+            _drop(self._pending.pop()[0])
+
+
+def _unnamed_file(folder: str) -> int:
+    """An unnamed file open for writing in ``folder`` (``O_TMPFILE``); -1 if the filesystem has none.
+
+    Raises:
+        OSError: the folder does not exist or is not writable.
+    """
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag:  # pragma: no cover - not Linux
+        return -1
+    try:
+        return os.open(folder, flag | os.O_WRONLY | os.O_CLOEXEC, 0o666)
+    except OSError as err:
+        if err.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):  # no O_TMPFILE here
+            return -1
+        raise
+
+
+def _link_and_replace(fd: int, path: str) -> None:
+    """Give the unnamed file ``fd`` a temporary name next to ``path``, then rename it over ``path``."""
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = f".{name}.{os.urandom(4).hex()}.tmp"
+    dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        # With a dir_fd, os.link is linkat(..., AT_SYMLINK_FOLLOW): the magic link leads to the file.
+        os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=dir_fd, follow_symlinks=True)
+        try:
+            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
+            raise
+    finally:
+        os.close(dir_fd)
+
+
+def _drop(pending: int | str, unlink: bool = True) -> None:
+    """Close a pending unnamed file (it vanishes), or remove a pending temporary path."""
+    if isinstance(pending, int):
+        with contextlib.suppress(OSError):
+            os.close(pending)
+    elif unlink:
+        _unlink(pending)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str) -> Iterator[IO[str]]:
     """A text file that appears at ``path`` only if the block completes.
@@ -70,21 +196,10 @@ def atomic_output(path: str) -> Iterator[IO[str]]:
     Raises:
         OutputError: the folder is not writable, or a write fails (disk full).
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    except OSError as err:
-        raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from None
-    try:
-        with open(fd, "w", encoding="utf-8", newline="") as f:
+    with PendingOutputs() as pending:
+        with pending.open(path) as f:
             yield f
-        os.replace(tmp, path)
-    except OSError as err:
-        _unlink(tmp)
-        raise OutputError(f"cannot write {path!r}: {err.strerror or err}") from None
-    except BaseException:
-        _unlink(tmp)
-        raise
+        pending.commit()
 
 
 def _unlink(path: str) -> None:
@@ -103,9 +218,13 @@ def stats_dict(results: dict[str, dict], workers: int, counts: dict[str, int], a
         return round(n / seconds) if seconds > 0 else 0.0
 
     valid = rows - rd["invalid"]
+    # Counted where they happen, not derived: the workers count the rows they
+    # applied, the reader and the workers the rows they rejected; the engine
+    # checks that what the reader routed is what the workers applied.
+    accepted = sum(w["rows"] for w in ws) - (rejected - counts.get("invalid_row", 0))
     return {
         "rows_read": rows,
-        "rows_accepted": rows - rejected,
+        "rows_accepted": accepted,
         "rows_rejected": rejected,
         "rejected_by_reason": dict(sorted(counts.items())),
         "accounts": accounts,
@@ -198,11 +317,14 @@ def print_summary(console: Any, stats: dict[str, Any], first_rejects: list[Rejec
     t = Table(title="shardpay summary", show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("rows read", f"{stats['rows_read']:,}")
-    t.add_row("accepted", f"{stats['rows_accepted']:,}")
-    t.add_row("rejected", f"{stats['rows_rejected']:,}")
+    read, accepted, rejected = stats["rows_read"], stats["rows_accepted"], stats["rows_rejected"]
+    t.add_row("rows read", f"{read:,}")
+    t.add_row("accepted", f"{accepted:,}")
+    t.add_row("rejected", f"{rejected:,}")
     for reason, n in stats["rejected_by_reason"].items():
         t.add_row(f"  {reason}", f"{n:,}")
+    same = "=" if accepted + rejected == read else "!="
+    t.add_row("accounted for", f"accepted + rejected = {accepted + rejected:,} {same} {read:,} rows read")
     t.add_row("accounts", f"{stats['accounts']:,}")
     t.add_row("wall time", f"{stats['wall_seconds']:.2f} s")
     t.add_row("throughput", f"{stats['rows_per_second']:,} rows/s")
@@ -216,11 +338,16 @@ def print_summary(console: Any, stats: dict[str, Any], first_rejects: list[Rejec
         console.print(f"first {len(first_rejects)} rejects are shown above; --rejects FILE writes them all")
 
 
+def write_stats(out: IO[str], stats: dict[str, Any]) -> None:
+    """Write ``stats`` as indented JSON."""
+    json.dump(stats, out, indent=2)
+    out.write("\n")
+
+
 def dump_stats(path: str, stats: dict[str, Any]) -> None:
     """Write ``stats`` as JSON to ``path`` atomically."""
     with atomic_output(path) as f:
-        json.dump(stats, f, indent=2)
-        f.write("\n")
+        write_stats(f, stats)
 
 
 def render_accounts(accounts: tuple[list[int], list[int], list[int], list[bool]]) -> str:
