@@ -86,7 +86,7 @@ from .rejects import RejectRow, merge
 from .ring import Ring, segment_name, sweep_stale_segments
 from .worker import run_worker
 
-__all__ = ["Account", "RunResult", "WATCH_SECONDS", "default_workers", "run"]
+__all__ = ["Account", "Engine", "RunResult", "WATCH_SECONDS", "default_workers", "process", "run"]
 
 WATCH_SECONDS = 0.1
 """How often the parent wakes to refresh progress; a child's death wakes it at once."""
@@ -210,6 +210,101 @@ def _is_regular(mode: int) -> bool:
     return stat.S_ISREG(mode)
 
 
+class _Session:
+    """The processes of one engine run: a ring and a worker per shard, and the reader.
+
+    Set-up (spools, rings, forks) and clean-up run with SIGINT/SIGTERM/SIGHUP
+    held, so an interrupt never lands between creating a segment and
+    recording it. :meth:`close` stops every child still running and unlinks
+    every ring, whatever happened before.
+
+    Args:
+        workers: shards, >= 1.
+        strict: ``--strict``.
+        reader_body: ``(rings, spool_fd, stop, progress, alive, conn, extra_rings) -> dict``,
+            the reader process's work (read a file, or take frames from an
+            :class:`Engine`).
+        extra_rings: rings to create with the others (the Engine's input ring).
+    """
+
+    def __init__(self, workers: int, strict: bool, reader_body: Callable[..., dict], extra_rings: int = 0) -> None:
+        self.workers = workers
+        self.ctx = multiprocessing.get_context("fork")
+        self.rings: list[Ring] = []
+        self.spools: list[IO[bytes]] = []  # reader's, then each worker's
+        self.children: list[tuple[str, Any, Any]] = []  # (name, process, result connection)
+        self.done: dict[str, dict] = {}  # final figures received so far
+        self.ok = False
+        sweep_stale_segments()
+        with signals_held():  # every resource below is recorded before a signal can end the run
+            try:
+                # Unnamed files (O_TMPFILE): nothing to remove, whoever dies.
+                self.spools.extend(tempfile.TemporaryFile(prefix="shardpay-") for _ in range(workers + 1))
+            except OSError as err:
+                raise OutputError(f"cannot create temporary files in {tempfile.gettempdir()!r}: "
+                                  f"{err.strerror or err}") from None
+            token = os.urandom(4).hex()
+            for i in range(workers + extra_rings):
+                try:
+                    self.rings.append(Ring(self.ctx, segment_name(i, token)))
+                except OSError as err:
+                    raise RingError(f"cannot create shared memory for ring {i}: {err.strerror or err}") from None
+            rings = self.rings[:workers]
+            self.stop = self.ctx.Event()
+            self.bytes_read = self.ctx.Value("q", 0, lock=False)
+            parent_pid = os.getpid()
+
+            def alive() -> bool:
+                return os.getppid() == parent_pid
+
+            def start(name: str, proc_name: str, body: Callable[[Any], dict]) -> None:
+                recv, send = self.ctx.Pipe(duplex=False)
+                children = self.children
+
+                def main() -> None:
+                    # Close the read ends of the result pipes inherited at fork (ours and
+                    # earlier siblings'): with the parent gone, a send then fails at once
+                    # instead of filling a pipe that nobody reads.
+                    recv.close()
+                    for _, _, conn in children:
+                        conn.close()
+                    for r in self.rings:
+                        r.alive = alive
+                    child_main(send, lambda: body(send), name=proc_name, parent_pid=parent_pid)
+
+                p = self.ctx.Process(target=main, name=f"shardpay-{name}", daemon=True)
+                p.start()
+                send.close()
+                children.append((name, p, recv))
+
+            for i in range(workers):
+                start(f"worker {i}", f"sp-worker-{i}",
+                      lambda conn, i=i: run_worker(i, rings[i], self.spools[i + 1].fileno(), self.stop, strict, conn))
+            extra = self.rings[workers:]
+            start("reader", "sp-reader",
+                  lambda conn: reader_body(rings, self.spools[0].fileno(), self.stop, self.bytes_read, alive, conn,
+                                           extra))
+
+    def wait(self, tick: Callable[[], None]) -> dict[str, dict]:
+        """Every child's final figures, by name (``"reader"``, ``"worker 0"``, ...)."""
+        results = _watch(self.children, tick, done=self.done)
+        self.ok = True
+        return results
+
+    def marks(self, token: int) -> dict[str, dict]:
+        """Wait for every child's answer to mark ``token`` (see :meth:`Engine.snapshot`)."""
+        return _watch(self.children, lambda: None, mark=token, done=self.done)
+
+    def close(self) -> None:
+        """Stop every child still running; unlink every ring; free spools if the run failed."""
+        with signals_held():  # clean up all of it, even if a second signal comes
+            _stop_children(self.children)
+            for ring in self.rings:
+                ring.unlink()
+            if not self.ok:
+                _close_all(self.spools)
+
+
 def run(
     source: str | os.PathLike | BinaryIO,
     *,
@@ -234,91 +329,47 @@ def run(
         InputError: the input cannot be opened or read, or its header is wrong.
         StrictReject: ``strict`` and a row was rejected (message: line, reason, detail).
         ProcessDied: the reader or a worker died or raised.
-        BaseException: whatever a signal handler of the caller raises (the
-            CLI's raise one it reports as :class:`Interrupted`); children are
-            stopped and shared memory is removed first.
+        Interrupted: a signal handler of the caller raised it (the CLI's do);
+            children are stopped and shared memory is removed first.
     """
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError("workers must be >= 1")
     t_start = time.perf_counter()
     cpu_start = cpu_seconds()
-    sweep_stale_segments()
     stream, size, owned = _open_input(source)
-    ctx = multiprocessing.get_context("fork")
-    rings: list[Ring] = []
-    spools: list[IO[bytes]] = []  # reader's, then each worker's
-    children: list[tuple[str, Any, Any]] = []  # (name, process, result connection)
-    ok = False
-    # Start the resource tracker before holding signals: when it starts it
-    # unblocks SIGINT and SIGTERM (CPython's resource_tracker.ensure_running
-    # does SIG_UNBLOCK, not a restore), which would end the hold below.
-    resource_tracker.ensure_running()
+    session = None
     try:
-        with signals_held():  # every resource below is recorded before a signal can end the run
-            try:
-                # Unnamed files (O_TMPFILE): nothing to remove, whoever dies.
-                spools.extend(tempfile.TemporaryFile(prefix="shardpay-") for _ in range(workers + 1))
-            except OSError as err:
-                raise OutputError(f"cannot create temporary files in {tempfile.gettempdir()!r}: "
-                                  f"{err.strerror or err}") from None
-            token = os.urandom(4).hex()
-            for i in range(workers):
-                try:
-                    rings.append(Ring(ctx, segment_name(i, token)))
-                except OSError as err:
-                    raise RingError(f"cannot create shared memory for ring {i}: {err.strerror or err}") from None
-            signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)  # again, had the tracker been restarted
-            stop = ctx.Event()
-            bytes_read = ctx.Value("q", 0, lock=False)
-            parent_pid = os.getpid()
-
-            def alive() -> bool:
-                return os.getppid() == parent_pid
-
-            def start(name: str, proc_name: str, body: Callable[[], dict]) -> None:
-                recv, send = ctx.Pipe(duplex=False)
-
-                def main() -> None:
-                    # Close the read ends of the result pipes inherited at fork (ours and
-                    # earlier siblings'): with the parent gone, a send then fails at once
-                    # instead of filling a pipe that nobody reads.
-                    recv.close()
-                    for _, _, conn in children:
-                        conn.close()
-                    for r in rings:
-                        r.alive = alive
-                    child_main(send, body, name=proc_name, parent_pid=parent_pid)
-
-                p = ctx.Process(target=main, name=f"shardpay-{name}", daemon=True)
-                p.start()
-                send.close()
-                children.append((name, p, recv))
-
-            for i in range(workers):
-                start(f"worker {i}", f"sp-worker-{i}",
-                      lambda i=i: run_worker(i, rings[i], spools[i + 1].fileno(), stop, strict))
-            start("reader", "sp-reader",
-                  lambda: run_reader(stream, rings, spools[0].fileno(), stop, strict, bytes_read, alive=alive))
-            if owned:
-                stream.close()
-        results = _watch(children, lambda: progress(bytes_read.value, size) if progress else None)
-        ok = True
+        session = _Session(
+            workers, strict,
+            lambda rings, spool, stop, progress_value, alive, conn, extra: run_reader(
+                stream, rings, spool, stop, strict, progress_value, alive=alive),
+        )
+        if owned:
+            stream.close()
+        bytes_read = session.bytes_read
+        results = session.wait(lambda: progress(bytes_read.value, size) if progress else None)
     finally:
-        with signals_held():  # clean up all of it, even if a second signal comes
-            _stop_children(children)
-            for ring in rings:
-                ring.unlink()
-            if owned and not stream.closed:
-                stream.close()
-            if not ok:
-                _close_all(spools)
+        if session is not None:
+            session.close()
+        if owned and not stream.closed:
+            stream.close()
     if progress:
-        progress(bytes_read.value, size)
+        progress(session.bytes_read.value, size)
+    return _finish(session, results, strict, t_start, cpu_start)
+
+
+process = run
+"""The one-call form: ``shardpay.process(path_or_stream, workers=N)`` (see :func:`run`)."""
+
+
+def _finish(session: _Session, results: dict[str, dict], strict: bool, t_start: float,
+            cpu_start: float) -> RunResult:
+    """Merge a finished session's results; raise StrictReject if asked to."""
     try:
-        result = _merge(results, workers, spools)
+        result = _merge(results, session.workers, session.spools)
     except BaseException:
-        _close_all(spools)
+        _close_all(session.spools)
         raise
     result.stats.update(
         wall_seconds=time.perf_counter() - t_start,
@@ -331,15 +382,163 @@ def run(
     return result
 
 
+class Engine:
+    """The engine as a long-lived object fed with CSV bytes: for services and embedding.
+
+    ::
+
+        with shardpay.Engine(workers=2) as engine:
+            engine.feed(b"type,client,tx,amount\\ndeposit,1,1,1.5\\ndepo")
+            engine.feed(b"sit,2,2,3\\n")           # a row may span two feeds
+            accounts = engine.snapshot()           # list[Account], 1/10,000 units
+            rejected = engine.rejects()            # list[RejectRow] so far
+        result = engine.result                     # RunResult of the whole stream
+
+    The same reader, rings, workers and merge as :func:`run`; the parent
+    hands the bytes to the reader process over one more ring, so ``feed``
+    blocks while the engine is behind (backpressure) and never buffers
+    without bound. The bytes are one CSV stream: its header first, then rows,
+    in the order fed (SPEC applies as to a file; line numbers count from the
+    first byte fed).
+
+    Args:
+        workers: shards (worker processes), >= 1; default :func:`default_workers`.
+        strict: the first rejected row ends the stream (see :func:`run`).
+
+    Raises:
+        ProcessDied, RingError: from any method, if a child process died.
+        InputError: from :meth:`snapshot`/:meth:`close`, if the header is wrong.
+    """
+
+    def __init__(self, workers: int | None = None, *, strict: bool = False) -> None:
+        self.workers = default_workers() if workers is None else workers
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.strict = strict
+        self.result: RunResult | None = None
+        self._session: _Session | None = None
+        self._token = 0
+        self._t_start = time.perf_counter()
+        self._cpu_start = cpu_seconds()
+
+    def __enter__(self) -> Engine:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def start(self) -> None:
+        """Start the worker and reader processes (``with`` does it)."""
+        if self._session is not None:
+            return
+        strict = self.strict
+
+        def fed_reader(rings, spool, stop, progress_value, alive, conn, extra):  # noqa: ANN001, ANN202
+            return run_reader(None, rings, spool, stop, strict, progress_value, alive=alive,
+                              source=extra[0], conn=conn)
+
+        self._session = _Session(self.workers, strict, fed_reader, extra_rings=1)
+        self._input = self._session.rings[-1]
+        reader = next(p for name, p, _ in self._session.children if name == "reader")
+        self._input.alive = reader.is_alive
+
+    def _live(self) -> _Session:
+        if self._session is None:
+            raise RuntimeError("the engine is not running: use it as a context manager or call start()")
+        return self._session
+
+    def feed(self, data: bytes) -> None:
+        """Hand the next bytes of the CSV stream to the engine, in any chunking.
+
+        Blocks while the input ring is full (the engine is behind).
+
+        Raises:
+            RingError: the reader process is gone (see :meth:`close` for why).
+        """
+        session = self._live()
+        if data:
+            try:
+                self._input.send(b"D" + bytes(data))
+            except RingError:
+                session.wait(lambda: None)  # raises the child's own error if it has one
+                raise
+
+    def _mark(self) -> dict[str, dict]:
+        session = self._live()
+        self._token += 1
+        self._input.send(b"M" + self._token.to_bytes(8, "little"))
+        return session.marks(self._token)
+
+    def snapshot(self) -> list[Account]:
+        """Every account after all complete rows fed so far (a partial last row waits).
+
+        Consistent: a mark goes through the input ring and every shard's ring
+        in order, and each worker answers with its state at that point; the
+        workers stop only to copy their accounts.
+        """
+        answers = self._mark()
+        available: dict[int, int] = {}
+        held: dict[int, int] = {}
+        locked: dict[int, bool] = {}
+        for i in range(self.workers):
+            clients, avail, hold, lock = answers[f"worker {i}"]["snapshot"]
+            available.update(zip(clients, avail))
+            held.update(zip(clients, hold))
+            locked.update(zip(clients, map(bool, lock)))
+        return [Account(c, available[c], held[c], locked[c]) for c in sorted(available)]
+
+    def rejects(self) -> list[RejectRow]:
+        """Every row rejected so far, in line order (complete rows fed so far)."""
+        self._mark()
+        spools = self._live().spools
+        paths = [f"/proc/self/fd/{f.fileno()}" for f in spools]
+        return list(merge(paths[0], paths[1:]))
+
+    def close(self) -> RunResult:
+        """End the stream (a last row without LF counts), wait for the workers, merge.
+
+        Returns:
+            The :class:`RunResult` of everything fed (also kept as :attr:`result`).
+        """
+        if self.result is not None:
+            return self.result
+        session = self._live()
+        try:
+            self._input.send_eos()
+            results = session.wait(lambda: None)
+        finally:
+            session.close()
+            self._session = None
+        self.result = _finish(session, results, self.strict, self._t_start, self._cpu_start)
+        return self.result
+
+    def abort(self) -> None:
+        """Stop every process at once; nothing is merged (used on errors)."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+
 def _close_all(files: list[IO[bytes]]) -> None:
     while files:
         files.pop().close()
 
 
-def _watch(children: list[tuple[str, Any, Any]], tick: Callable[[], None]) -> dict[str, dict]:
-    """Wait for every child's result; raise at the first death or error."""
-    results: dict[str, dict] = {}
-    pending = list(children)
+def _watch(children: list[tuple[str, Any, Any]], tick: Callable[[], None], mark: int | None = None,
+           done: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Wait for every child's final figures (or, with ``mark``, its answer to that mark).
+
+    ``done`` keeps final figures that arrive early (a child that ended while
+    a mark was awaited); they count as received. Raises at the first death or
+    error of a child.
+    """
+    done = {} if done is None else done
+    results: dict[str, dict] = {} if mark is not None else dict(done)
+    pending = [c for c in children if c[0] not in results]
     while pending:
         waitables = [c for _, _, c in pending] + [p.sentinel for _, p, _ in pending]
         ready = set(multiprocessing.connection.wait(waitables, timeout=WATCH_SECONDS))
@@ -361,7 +560,16 @@ def _watch(children: list[tuple[str, Any, Any]], tick: Callable[[], None]) -> di
                 err = ProcessDied(f"the {name} process failed: {kind}: {message}")
                 err.__cause__ = _RemoteTraceback(tb)
                 raise err
-            results[name] = msg[1]
+            if msg[0] == "mark":
+                if msg[1] != mark:
+                    continue  # an answer to an earlier mark: not expected, ignored
+                results[name] = msg[2]
+            else:
+                done[name] = msg[1]
+                if mark is not None:
+                    raise RingError(f"the {name} process ended its stream early (--strict stopped at "
+                                    "a rejected row?); close() the engine for the reason")
+                results[name] = msg[1]
             pending.remove(entry)
         tick()
     return results

@@ -343,18 +343,20 @@ class _Duplicate:
 
 
 def run_reader(
-    stream: BinaryIO,
+    stream: BinaryIO | None,
     rings: Sequence,
     spool: int | str,
     stop,
     strict: bool,
     progress,
     alive: Callable[[], bool] = lambda: True,
+    source=None,
+    conn=None,
 ) -> dict:
     """The reader process's body: read ``stream``, feed ``rings``, spool invalid rows.
 
     Args:
-        stream: the input, binary.
+        stream: the input, binary; None when fed through ``source``.
         rings: one :class:`shardpay.ring.Ring` per shard (this process produces).
         spool: where to write invalid-row rejects (:mod:`shardpay.rejects`):
             an open file descriptor (left open; the engine passes unnamed
@@ -365,6 +367,12 @@ def run_reader(
         alive: False once the parent is gone; asked once per chunk, so the
             reader stops within a chunk of its parent's death even when no
             ring is full.
+        source: instead of ``stream``, a :class:`shardpay.ring.Ring` of
+            frames from an :class:`shardpay.engine.Engine`: ``b"D" + bytes``
+            to feed (any chunking), ``b"M" + token`` to pass a mark to every
+            worker (answered on ``conn`` as ``("mark", token, figures)``),
+            end of stream to finish.
+        conn: where to answer marks.
 
     Returns:
         The reader's figures (rows, invalid, bytes, stage seconds, shard rows).
@@ -391,7 +399,22 @@ def run_reader(
 
         reader = Reader(stream, [r.send for r in rings], on_rejects, should_stop)
         try:
-            reader.run()
+            if source is None:
+                reader.run()
+            else:
+                while (frame := source.recv()) is not None:
+                    if frame[:1] == b"D":
+                        reader.feed(frame[1:])
+                        if should_stop():
+                            break
+                    else:  # a mark: everything fed before it is routed
+                        spool_file.flush()
+                        for ring in rings:
+                            ring.send(frame)
+                        conn.send(("mark", int.from_bytes(frame[1:9], "little"),
+                                   {"rows": reader.rows, "invalid": reader.invalid}))
+                else:
+                    reader.finish()
         finally:
             progress.value = reader.bytes_read
         for ring in rings:

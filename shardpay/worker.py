@@ -19,13 +19,17 @@ from .reader import unpack_frame
 from .rejects import write_batch
 from .ring import Ring
 
-__all__ = ["SPOOL_REJECTS", "run_worker"]
+__all__ = ["MARK", "SPOOL_REJECTS", "run_worker"]
 
 SPOOL_REJECTS = 32768
 """Rejects kept in memory before they are appended to the spool file (a tuple of 7 ints each)."""
 
 
-def run_worker(index: int, ring: Ring, spool: int | str, stop: Any, strict: bool) -> dict:
+MARK = b"M"
+"""First byte of a mark frame (``MARK`` + 8-byte token); data frames are msgpack arrays."""
+
+
+def run_worker(index: int, ring: Ring, spool: int | str, stop: Any, strict: bool, conn: Any = None) -> dict:
     """Drain ``ring`` into a fresh ledger; return the snapshot and figures.
 
     Args:
@@ -37,6 +41,10 @@ def run_worker(index: int, ring: Ring, spool: int | str, stop: Any, strict: bool
             files) or a path.
         stop: an Event set on the first reject when ``strict``.
         strict: ``--strict``.
+        conn: where to answer a mark frame (:class:`shardpay.engine.Engine`
+            snapshots): ``("mark", token, figures with the snapshot)``, after
+            flushing the spool, so the state answered is exactly the rows
+            before the mark.
 
     Returns:
         A dict with ``snapshot`` (see :meth:`Ledger.snapshot`), ``rows``,
@@ -54,6 +62,12 @@ def run_worker(index: int, ring: Ring, spool: int | str, stop: Any, strict: bool
                 break
             if fault == f"worker-{index}-raise":
                 raise RuntimeError(f"injected fault in worker {index}")
+            if frame[:1] == MARK:
+                _spool(spool_file, ledger.rejects, counts)
+                ledger.rejects = []
+                spool_file.flush()
+                conn.send(("mark", int.from_bytes(frame[1:9], "little"), _figures(ledger, counts)))
+                continue
             cols = unpack_frame(frame)
             t0 = time.perf_counter()
             rejected = ledger.apply(*cols)
@@ -66,13 +80,17 @@ def run_worker(index: int, ring: Ring, spool: int | str, stop: Any, strict: bool
                     _spool(spool_file, ledger.rejects, counts)
                     ledger.rejects = []
         _spool(spool_file, ledger.rejects, counts)
+    figures = _figures(ledger, counts)
+    figures.update(apply_seconds=apply_seconds, wait_seconds=ring.blocked_seconds)
+    return figures
+
+
+def _figures(ledger: Ledger, counts: Counter[int]) -> dict:
     return {
         "snapshot": ledger.snapshot(),
         "rows": ledger.applied,
         "reject_counts": {REASONS[r]: n for r, n in counts.items()},
         "stored": ledger.stored(),
-        "apply_seconds": apply_seconds,
-        "wait_seconds": ring.blocked_seconds,
     }
 
 
