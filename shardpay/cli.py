@@ -312,7 +312,7 @@ class _Progress:
             self.task = self.bar.add_task("read", total=None)
         self.started = False
 
-    def tick(self, done: int, total: int | None) -> None:
+    def tick(self, done: int, total: int | None, rows: int = 0) -> None:
         _check_signals()
         if self.bar is None:
             return
@@ -322,7 +322,9 @@ class _Progress:
             with signals_held():
                 self.bar.start()
             self.started = True
-        self.bar.update(self.task, completed=done, total=total)
+        elapsed = self.bar.tasks[0].elapsed or 0.0
+        self.bar.update(self.task, completed=done, total=total,
+                        rows_per_second=rows / elapsed if elapsed > 0.2 else None)
 
     def stop(self) -> None:
         if self.started:

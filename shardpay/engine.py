@@ -251,7 +251,7 @@ class _Session:
                     raise RingError(f"cannot create shared memory for ring {i}: {err.strerror or err}") from None
             rings = self.rings[:workers]
             self.stop = self.ctx.Event()
-            self.bytes_read = self.ctx.Value("q", 0, lock=False)
+            self.progress = self.ctx.Array("q", 2, lock=False)  # bytes, rows read (the reader writes)
             parent_pid = os.getpid()
 
             def alive() -> bool:
@@ -282,7 +282,7 @@ class _Session:
                       lambda conn, i=i: run_worker(i, rings[i], self.spools[i + 1].fileno(), self.stop, strict, conn))
             extra = self.rings[workers:]
             start("reader", "sp-reader",
-                  lambda conn: reader_body(rings, self.spools[0].fileno(), self.stop, self.bytes_read, alive, conn,
+                  lambda conn: reader_body(rings, self.spools[0].fileno(), self.stop, self.progress, alive, conn,
                                            extra))
 
     def wait(self, tick: Callable[[], None]) -> dict[str, dict]:
@@ -310,7 +310,7 @@ def run(
     *,
     workers: int | None = None,
     strict: bool = False,
-    progress: Callable[[int, int | None], None] | None = None,
+    progress: Callable[[int, int | None, int], None] | None = None,
 ) -> RunResult:
     """Run the engine over one input (SPEC: the whole contract).
 
@@ -320,7 +320,7 @@ def run(
         workers: shards (worker processes), >= 1; default :func:`default_workers`.
         strict: stop at the first rejected row and raise :class:`StrictReject`.
         progress: called about every :data:`WATCH_SECONDS` with
-            ``(bytes read, input size or None)``.
+            ``(bytes read, input size or None, rows read)``.
 
     Returns:
         A :class:`RunResult` (a context manager owning the reject spools).
@@ -347,15 +347,15 @@ def run(
         )
         if owned:
             stream.close()
-        bytes_read = session.bytes_read
-        results = session.wait(lambda: progress(bytes_read.value, size) if progress else None)
+        read = session.progress
+        results = session.wait(lambda: progress(read[0], size, read[1]) if progress else None)
     finally:
         if session is not None:
             session.close()
         if owned and not stream.closed:
             stream.close()
     if progress:
-        progress(session.bytes_read.value, size)
+        progress(session.progress[0], size, session.progress[1])
     return _finish(session, results, strict, t_start, cpu_start)
 
 

@@ -363,7 +363,7 @@ def run_reader(
             temporary files) or a path.
         stop: an Event; set means stop reading (``--strict`` saw a reject).
         strict: ``--strict``: the first invalid row also stops reading.
-        progress: a shared int the reader keeps at the bytes read so far.
+        progress: two shared ints the reader keeps at the bytes and rows read so far.
         alive: False once the parent is gone; asked once per chunk, so the
             reader stops within a chunk of its parent's death even when no
             ring is full.
@@ -392,7 +392,7 @@ def run_reader(
                 stop.set()
 
         def should_stop() -> bool:
-            progress.value = reader.bytes_read
+            progress[0], progress[1] = reader.bytes_read, reader.rows
             if not alive():
                 raise RingError("the parent process is gone")
             return stop.is_set()
@@ -416,7 +416,7 @@ def run_reader(
                 else:
                     reader.finish()
         finally:
-            progress.value = reader.bytes_read
+            progress[0], progress[1] = reader.bytes_read, reader.rows
         for ring in rings:
             ring.send_eos()
     return {
