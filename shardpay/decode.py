@@ -69,52 +69,51 @@ _Tx = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 _FastAmount = Annotated[int, msgspec.Meta(gt=0, lt=2**53)]
 
 
-class Deposit(msgspec.Struct, array_like=True, tag="deposit", gc=False):
-    """A well-formed deposit row. ``amount`` is in 1/10,000 units, > 0."""
+class _Money(msgspec.Struct, array_like=True, gc=False):
+    """A deposit or withdrawal: ``amount`` in 1/10,000 units, > 0."""
 
     client: _Client
     tx: _Tx
     amount: int
+
+
+class _Reference(msgspec.Struct, array_like=True, gc=False):
+    """A dispute, resolve or chargeback: its amount field is ignored (``amount`` is 0)."""
+
+    client: _Client
+    tx: _Tx
+    ignored: str = ""
+    amount: ClassVar[int] = 0
+
+
+class Deposit(_Money, tag="deposit"):
+    """A well-formed deposit row."""
+
     kind: ClassVar[int] = DEPOSIT
 
 
-class Withdrawal(msgspec.Struct, array_like=True, tag="withdrawal", gc=False):
-    """A well-formed withdrawal row. ``amount`` is in 1/10,000 units, > 0."""
+class Withdrawal(_Money, tag="withdrawal"):
+    """A well-formed withdrawal row."""
 
-    client: _Client
-    tx: _Tx
-    amount: int
     kind: ClassVar[int] = WITHDRAWAL
 
 
-class Dispute(msgspec.Struct, array_like=True, tag="dispute", gc=False):
-    """A well-formed dispute row; its amount field is ignored (``amount`` is 0)."""
+class Dispute(_Reference, tag="dispute"):
+    """A well-formed dispute row."""
 
-    client: _Client
-    tx: _Tx
-    ignored: str = ""
     kind: ClassVar[int] = DISPUTE
-    amount: ClassVar[int] = 0
 
 
-class Resolve(msgspec.Struct, array_like=True, tag="resolve", gc=False):
-    """A well-formed resolve row; its amount field is ignored (``amount`` is 0)."""
+class Resolve(_Reference, tag="resolve"):
+    """A well-formed resolve row."""
 
-    client: _Client
-    tx: _Tx
-    ignored: str = ""
     kind: ClassVar[int] = RESOLVE
-    amount: ClassVar[int] = 0
 
 
-class Chargeback(msgspec.Struct, array_like=True, tag="chargeback", gc=False):
-    """A well-formed chargeback row; its amount field is ignored (``amount`` is 0)."""
+class Chargeback(_Reference, tag="chargeback"):
+    """A well-formed chargeback row."""
 
-    client: _Client
-    tx: _Tx
-    ignored: str = ""
     kind: ClassVar[int] = CHARGEBACK
-    amount: ClassVar[int] = 0
 
 
 Row = Union[Deposit, Withdrawal, Dispute, Resolve, Chargeback]

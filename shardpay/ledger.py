@@ -139,29 +139,23 @@ class Ledger:
                     reject((line, OVERFLOW, kind, c, tx, amt, 0))
                     continue
                 available[c] = a
-                if tx > last_tx:
-                    add_id(tx)
-                    add_amount(amt)
-                    add_client(c)
-                    add_state(SETTLED)
-                    last_tx = tx
-                else:
-                    others[tx] = [amt, c, SETTLED]
-                continue
-            if kind == 1:  # withdrawal
+                state = SETTLED
+            elif kind == 1:  # withdrawal
                 a = available[c]
                 if a < amt:
                     reject((line, INSUFFICIENT_FUNDS, kind, c, tx, amt, a))
                     continue
                 available[c] = a - amt
+                state = WITHDRAWN
+            if kind <= 1:  # store the accepted deposit or withdrawal
                 if tx > last_tx:
                     add_id(tx)
                     add_amount(amt)
                     add_client(c)
-                    add_state(WITHDRAWN)
+                    add_state(state)
                     last_tx = tx
                 else:
-                    others[tx] = [amt, c, WITHDRAWN]
+                    others[tx] = [amt, c, state]
                 continue
             # dispute, resolve, chargeback: find the stored tx
             rec = None
