@@ -6,6 +6,9 @@ Every runner returns an :class:`Outcome`, so a property is one ``==``:
 * :func:`cli_outcome` -- the installed ``shardpay`` console script in a
   subprocess, with ``--rejects``: the real thing, processes and rings included
   (~0.3 s a run).
+* :func:`library_outcome` -- :func:`shardpay.engine.run`, the library API:
+  real reader and worker processes forked from this one (so mutants of the
+  test process reach them), the real merge, and the reported reject rows.
 * :func:`inprocess_outcome` -- the engine's reader and ledgers in this
   process: :class:`shardpay.reader.Reader` routing frames to in-memory
   lists, one :class:`shardpay.ledger.Ledger` per shard. No process, no
@@ -20,6 +23,7 @@ import csv
 import io
 import os
 import subprocess
+import tempfile
 from typing import NamedTuple
 
 from shardpay import model
@@ -51,11 +55,12 @@ def model_outcome(data: bytes) -> Outcome:
     return Outcome(result.output, list(result.rejects))
 
 
-def parse_rejects_csv(text: str) -> list[tuple[int, str]]:
-    """``--rejects`` CSV (``line,type,client,tx,amount,reason,detail``) to ``(line, reason)``."""
+def parse_rejects_csv(text: str) -> list[list[str]]:
+    """``--rejects`` CSV to its rows (``line,type,client,tx,amount,reason,detail``), header checked and dropped."""
     rows = list(csv.reader(io.StringIO(text)))
     assert rows and rows[0] == ["line", "type", "client", "tx", "amount", "reason", "detail"], rows[:1]
-    return [(int(row[0]), row[5]) for row in rows[1:]]
+    assert all(len(row) == 7 for row in rows), "a rejects row without 7 columns"
+    return rows[1:]
 
 
 def cli_outcome(data: bytes, workers: int, tmpdir: str, timeout: float = 60) -> Outcome:
@@ -73,9 +78,10 @@ def cli_outcome(data: bytes, workers: int, tmpdir: str, timeout: float = 60) -> 
         assert proc.stderr.count(b"\n") == 1, f"a fatal error is one line: {proc.stderr!r}"
         return FATAL
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr.decode(errors='replace')}"
-    with open(rej, encoding="utf-8") as f:
-        rejects = parse_rejects_csv(f.read())
-    return Outcome(proc.stdout.decode("utf-8"), rejects)
+    with open(rej, encoding="utf-8", newline="") as f:
+        rows = parse_rejects_csv(f.read())
+    check_reject_columns(data, rows)
+    return Outcome(proc.stdout.decode("utf-8"), [(int(row[0]), row[5]) for row in rows])
 
 
 class _Trickle:
@@ -149,3 +155,68 @@ def inprocess_outcome(data: bytes, workers: int, read_size: int | None = None) -
         a, h, lk = accounts[c]
         lines.append(f"{c},{format_units(a)},{format_units(h)},{format_units(a + h)},{'true' if lk else 'false'}\n")
     return Outcome("".join(lines), rejects)
+
+
+def _model_rows(data: bytes) -> dict[int, tuple[str, int, int, int]]:
+    """The model's reading of every well-formed data line: line number -> (kind, client, tx, amount)."""
+    rows = {}
+    for number, line in enumerate(data.split(b"\n"), 1):
+        if number == 1:
+            line = line.removeprefix(model.BOM)
+        try:
+            text = line.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            continue
+        fields = model.split_fields(text) if text else None
+        row = model.parse_row(fields) if fields else None
+        if row is not None:
+            rows[number] = row
+    return rows
+
+
+def library_outcome(data: bytes, workers: int) -> Outcome:
+    """Run :func:`shardpay.engine.run` (the library API: real processes, forked from this one).
+
+    Also checks every reject of a well-formed row as reported: its type,
+    client, tx and amount columns are the row's (amount with four decimals
+    for deposits and withdrawals, empty otherwise) and it has a detail.
+    """
+    from shardpay import engine
+    from shardpay.errors import InputError
+
+    with tempfile.TemporaryDirectory(prefix="shardpay-prop-") as tmp:
+        src = os.path.join(tmp, "in.csv")
+        with open(src, "wb") as f:
+            f.write(data)
+        try:
+            result = engine.run(src, workers=workers)
+        except InputError as err:
+            if "header" not in str(err):
+                raise
+            return FATAL
+        with result:
+            output = "client,available,held,total,locked\n" + "".join(a.csv_line() for a in result.account_list())
+            rejects = list(result.rejects())
+    check_reject_columns(data, rejects)
+    return Outcome(output, [(r.line, r.reason) for r in rejects])
+
+
+def check_reject_columns(data: bytes, rejects) -> None:  # type: ignore[no-untyped-def]
+    """Every reported reject has a detail; one of a well-formed row shows that row.
+
+    ``rejects`` are rows with ``line, type, client, tx, amount, reason,
+    detail`` (:class:`shardpay.rejects.RejectRow` or ``--rejects`` CSV rows):
+    type, client and tx as the model reads the line, the amount with four
+    decimals for deposits and withdrawals and empty otherwise.
+    """
+    from shardpay.money import format_units
+
+    parsed = None
+    for line, type_, client_, tx_, amount_, reason, detail in rejects:
+        assert detail, (line, reason)
+        if reason == "invalid_row":
+            continue
+        parsed = parsed if parsed is not None else _model_rows(data)
+        kind, client, tx, amount = parsed[int(line)]
+        shown = format_units(amount) if kind in ("deposit", "withdrawal") else ""
+        assert (type_, client_, tx_, amount_) == (kind, str(client), str(tx), shown), (line, reason)

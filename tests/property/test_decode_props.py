@@ -8,9 +8,12 @@ path, and a block mixing them is split into runs of each.
 
 from __future__ import annotations
 
+from unittest import mock
+
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
+import shardpay.decode as decode_mod
 from shardpay import model
 from shardpay.decode import KIND_NAMES, Reject, decode_block, decode_line, parse_header
 from shardpay.errors import InputError
@@ -96,7 +99,7 @@ def test_long_clean_blocks_with_one_bad_row_far_in(rows, data):
     """Blocks of more than 4096 short rows (the fast guard works in 4096-row pieces)."""
     n = 4097 + data.draw(st.integers(0, 5000), label="extra rows")
     many = (rows * (n // len(rows) + 1))[:n]
-    bad = data.draw(st.sampled_from([0, 4095, 4096, 4097, n - 1]) | st.integers(0, n - 1), label="corrupted index")
+    bad = data.draw(st.sampled_from([0, 4095, 4096, n - 1]) | st.integers(0, n - 1), label="corrupted index")
     lines = [f"{k},{c},{t},{_amount(a) if k in ('deposit', 'withdrawal') else ''}".encode() for k, c, t, a in many]
     lines[bad] = data.draw(corrupted_rows(many[bad]), label="corrupted line")
     rows_got, rejects = decoded(b"\n".join(lines) + b"\n", 2)
@@ -107,6 +110,75 @@ def test_long_clean_blocks_with_one_bad_row_far_in(rows, data):
 def _amount(units: int) -> str:
     whole, frac = divmod(units, 10_000)
     return f"{whole}.{frac:04d}".rstrip("0").rstrip(".")
+
+
+CANONICAL_FAST = st.lists(valid_rows(), min_size=1, max_size=30).map(
+    # amounts below 2**53 units: the fast path's exact range
+    lambda rows: [(k, c, t, (a % 2**53 or 1) if k in ("deposit", "withdrawal") else 0) for k, c, t, a in rows]
+)
+# Lines the guard lets through (only [a-z0-9,.], three commas) that msgspec refuses.
+REFUSED = [
+    (b"deposit,65536,1,1", None),
+    (b"deposit,1,4294967296,1", None),
+    (b"deposits,1,1,1", None),
+    (b"transfer,1,1,1", None),
+    (b"deposit,1,1,0", None),
+    (b"withdrawal,1,1,0.0", None),
+    (b"deposit,007,1,1", ("deposit", 7, 1, 10_000)),  # leading zeros: valid, but not JSON
+    (b"deposit,1,1,5.", ("deposit", 1, 1, 50_000)),
+    (b"withdrawal,1,1,.5", ("withdrawal", 1, 1, 5_000)),
+    (b"deposit,1,1,900719925474.0992", ("deposit", 1, 1, 2**53)),  # 2**53 units: past the exact float range
+]
+
+
+@given(rows=CANONICAL_FAST, first_line=FIRST_LINES, eol=st.sampled_from(["\n", "\r\n"]))
+def test_clean_valid_lines_never_take_the_exact_path(rows, first_line, eol):
+    """The fast path's contract (decode.py docstring): canonical valid rows, LF or CRLF, are decoded by msgspec alone."""
+    block = "".join(f"{k},{c},{t},{_amount(a) if k in ('deposit', 'withdrawal') else ''}{eol}" for k, c, t, a in rows)
+    with mock.patch.object(decode_mod, "decode_line", wraps=decode_line) as exact:
+        assert decoded(block.encode(), first_line) == (expected(rows, first_line), [])
+    assert exact.call_count == 0, exact.call_args_list
+
+
+@given(rows=CANONICAL_FAST, data=st.data(), first_line=FIRST_LINES)
+def test_a_refused_clean_line_alone_takes_the_exact_path(rows, data, first_line):
+    """A guard-clean line msgspec refuses is decoded exactly, once; its neighbours stay on the fast path."""
+    at = data.draw(st.integers(0, len(rows)), label="index of the refused line")
+    line, row = data.draw(st.sampled_from(REFUSED), label="refused line")
+    texts = [f"{k},{c},{t},{_amount(a) if k in ('deposit', 'withdrawal') else ''}".encode() for k, c, t, a in rows]
+    texts.insert(at, line)
+    with mock.patch.object(decode_mod, "decode_line", wraps=decode_line) as exact:
+        got_rows, rejects = decoded(b"\n".join(texts) + b"\n", first_line)
+    assert [call.args[0] for call in exact.call_args_list] == [line]
+    want = expected(rows[:at], first_line) + expected(rows[at:], first_line + at + 1)
+    if row is None:
+        assert (got_rows, rejects) == (want, [(first_line + at, "invalid_row")])
+    else:
+        assert (got_rows, rejects) == (sorted(want + [(first_line + at, *row)]), [])
+
+
+# Amounts with five or more decimals: the fast path's float parse would round them.
+LONG_DECIMALS = [
+    b"deposit,1,1,1.00000000000000001",  # invalid: rounds to 1 as a double
+    b"deposit,1,1,0.99999999999999999",  # invalid: rounds to 1
+    b"withdrawal,1,1,1.000000000",  # valid: 1
+    b"deposit,1,1,900719925474.09930",  # valid, past 2**53 units
+    b"deposit,1,1,1.50000",  # valid: 1.5
+    b"withdrawal,1,1,2.00001",  # invalid
+]
+
+
+@given(rows=CANONICAL_FAST, data=st.data(), first_line=FIRST_LINES)
+def test_empty_lines_and_long_decimals_anywhere_in_a_block(rows, data, first_line):
+    """Empty lines shift line numbers; a >4-decimal amount is decoded exactly wherever it sits."""
+    texts = [f"{k},{c},{t},{_amount(a) if k in ('deposit', 'withdrawal') else ''}".encode() for k, c, t, a in rows]
+    for _ in range(data.draw(st.integers(1, 4), label="insertions")):
+        where = data.draw(st.integers(0, len(texts)), label="at")
+        texts.insert(where, data.draw(st.sampled_from([b"", b"", b"\r", b" "] + LONG_DECIMALS), label="line"))
+    block = b"\n".join(texts) + b"\n"
+    want_rows = [(first_line + i, *model_row(t)) for i, t in enumerate(texts) if t.strip() and model_row(t)]
+    want_rejects = [(first_line + i, "invalid_row") for i, t in enumerate(texts) if t.strip() and not model_row(t)]
+    assert decoded(block, first_line) == (want_rows, want_rejects)
 
 
 # Characters that matter to a CSV row of this format, and some that should not.

@@ -151,9 +151,9 @@ class RingMachine(RuleBasedStateMachine):
             assert not os.path.exists(f"/dev/shm/{self.ring.name}")
 
 
-# A fork and a shared-memory segment per run, and real sleeps: half the profile's example budget.
+# A fork and a shared-memory segment per run, and real sleeps: a third of the profile's example budget.
 RingMachine.TestCase.settings = settings(
-    RingMachine.TestCase.settings, max_examples=max(10, RingMachine.TestCase.settings.max_examples // 2)
+    RingMachine.TestCase.settings, max_examples=max(10, RingMachine.TestCase.settings.max_examples // 3)
 )
 TestRingMachine = RingMachine.TestCase
 
