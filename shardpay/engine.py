@@ -236,6 +236,18 @@ class _Session:
         self.done: dict[str, dict] = {}  # final figures received so far
         self.ok = False
         sweep_stale_segments()
+        # Start the resource tracker before holding signals: when it starts it
+        # unblocks SIGINT and SIGTERM (CPython's resource_tracker.ensure_running
+        # does SIG_UNBLOCK, not a restore), which would end the hold below and
+        # let forked children run the parent's handlers.
+        resource_tracker.ensure_running()
+        try:
+            self._start(workers, strict, reader_body, extra_rings)
+        except BaseException:  # what was made so far is recorded in self: remove it
+            self.close()
+            raise
+
+    def _start(self, workers: int, strict: bool, reader_body: Callable[..., dict], extra_rings: int) -> None:
         with signals_held():  # every resource below is recorded before a signal can end the run
             try:
                 # Unnamed files (O_TMPFILE): nothing to remove, whoever dies.
@@ -249,6 +261,7 @@ class _Session:
                     self.rings.append(Ring(self.ctx, segment_name(i, token)))
                 except OSError as err:
                     raise RingError(f"cannot create shared memory for ring {i}: {err.strerror or err}") from None
+            signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)  # again, had the tracker been restarted
             rings = self.rings[:workers]
             self.stop = self.ctx.Event()
             self.progress = self.ctx.Array("q", 2, lock=False)  # bytes, rows read (the reader writes)

@@ -20,6 +20,7 @@ run, many times over.
 
 from __future__ import annotations
 
+import ast
 import csv
 import ctypes
 import io
@@ -28,6 +29,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -301,6 +303,60 @@ def test_a_signal_whose_exception_is_lost_still_ends_the_run(tmp_path, monkeypat
     assert cli.main([str(src), "-q", "-o", str(out)]) == 143
     assert capfd.readouterr().err == "shardpay: error: interrupted by SIGTERM\n"
     assert os.listdir(tmp_path) == ["in.csv"]
+
+
+def test_children_are_forked_with_the_signals_held(tmp_path):
+    """Set-up runs with SIGINT/SIGTERM/SIGHUP held, forks included.
+
+    CPython's resource tracker unblocks SIGINT and SIGTERM when it starts,
+    which silently ended the hold when the first ring started it: then a
+    child could run the parent's handler. A fresh interpreter, so that the
+    tracker is not running yet.
+    """
+    src = tmp_path / "in.csv"
+    src.write_bytes(HEADER + b"deposit,1,1,1\n")
+    code = f"""
+import multiprocessing.process, signal
+import shardpay.engine as engine
+masks = []
+real_start = multiprocessing.process.BaseProcess.start
+def start(self):
+    masks.append(sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])))
+    real_start(self)
+multiprocessing.process.BaseProcess.start = start
+with engine.run({str(src)!r}, workers=2):
+    pass
+print(masks)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    masks = ast.literal_eval(r.stdout)
+    assert len(masks) == 3, masks  # two workers and the reader
+    assert all({signal.SIGINT, signal.SIGTERM, signal.SIGHUP} <= set(m) for m in masks), masks
+
+
+def test_a_failure_half_way_through_set_up_leaves_nothing(tmp_path, monkeypatch):
+    """Ring 1 of 3 cannot be created (a full /dev/shm): a one-line error, and ring 0 is removed."""
+    import shardpay.engine as engine
+    from shardpay.errors import RingError
+
+    real_ring = engine.Ring
+
+    def ring(ctx, name, *args, **kwargs):
+        if name.endswith("-1"):
+            raise OSError(28, "No space left on device")
+        return real_ring(ctx, name, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "Ring", ring)
+    src = tmp_path / "in.csv"
+    src.write_bytes(HEADER + b"deposit,1,1,1\n")
+    before = set(os.listdir("/dev/shm"))
+    with pytest.raises(RingError, match="cannot create shared memory for ring 1: No space left on device"):
+        engine.run(str(src), workers=3)
+    assert {n for n in set(os.listdir("/dev/shm")) - before if n.startswith(f"shardpay-{os.getpid()}-")} == set()
+    import psutil
+
+    assert [c.name() for c in psutil.Process().children() if c.name().startswith("sp-")] == []
 
 
 @pytest.mark.parametrize("victim, name", [("sp-reader", "reader"), ("sp-worker-0", "worker 0"),
