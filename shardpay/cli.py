@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
             "examples:\n"
             "  shardpay tx.csv > accounts.csv\n"
             "  shardpay tx.csv --workers 4 -o accounts.csv --rejects rejects.csv\n"
-            "  gunzip -c tx.csv.gz | shardpay - --quiet > accounts.csv\n\n"
+            "  gunzip -c tx.csv.gz | shardpay - --quiet > accounts.csv\n"
+            "  shardpay serve --journal tx.journal.csv   # a TCP server (see: shardpay serve --help)\n\n"
             "Rejected rows do not stop the run: the first 20 are logged to stderr as\n"
             "'line N: REASON: detail' and counted in the summary. Exit codes: 0 done,\n"
             "1 fatal error, 2 usage error, 130 interrupted (SIGINT), 143 terminated (SIGTERM)."
@@ -150,6 +151,11 @@ def main(argv: list[str] | None = None) -> int:
             is decided and the process is about to exit. With an explicit
             ``argv`` the caller's signal handlers are restored.
     """
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["serve"]:  # `shardpay serve ...`: the TCP server (its own parser and signals)
+        from .serve import main as serve_main
+
+        return serve_main(list(args[1:]))
     _received.clear()
     old = {s: signal.signal(s, _on_signal) for s in _RUN_SIGNALS}
     old_hook, sys.unraisablehook = sys.unraisablehook, _unraisable_hook(sys.unraisablehook)
