@@ -89,6 +89,7 @@ BACKLOG = 4096
 
 _BOM = b"\xef\xbb\xbf"
 _NO_COMMA = re.compile(rb"^[^,\n]*\n", re.M)  # only such lines can be empty
+_NOT_COMMA_LF = bytes(b for b in range(256) if b not in b",\n")
 _EOF = object()
 
 
@@ -174,6 +175,8 @@ class _Conn:
 def count_lines(batch: bytes) -> tuple[int, int]:
     """``(lines, non-empty lines)`` of whole LF-terminated lines (SPEC: empty after trimming)."""
     lines = batch.count(b"\n")
+    if b"\n\n" not in b"\n" + batch.translate(None, _NOT_COMMA_LF):  # every line has a comma: none is empty
+        return lines, lines
     empty = 0
     for m in _NO_COMMA.finditer(batch):  # a line with a comma is never empty
         if not m.group()[:-1].decode("utf-8", "replace").strip():
@@ -225,6 +228,16 @@ class Server:
             with atomic_output(self.opts.snapshot) as f:
                 f.write(HEADER)
                 f.writelines(a.csv_line() for a in accounts)
+
+    def _final_snapshot(self) -> int:
+        """Close the engine (every row applied) and write the snapshot from its result; return the accounts."""
+        from .report import atomic_output, write_accounts
+
+        with self.engine.close() as result:
+            if self.opts.snapshot:
+                with atomic_output(self.opts.snapshot) as f:
+                    write_accounts(f, result.accounts)
+            return len(result.accounts[0])
 
     def _reject_lines(self) -> list[int]:
         return [r.line for r in self.engine.rejects()]
@@ -449,10 +462,8 @@ class Server:
                 raise self.failed
             for t in tasks:
                 t.cancel()
-            await self._run_engine(self._write_snapshot)
-            result = await self._run_engine(self.engine.close)
-            result.close()
-            _log(f"stopped: {self.next_line - 2:,} journal lines, {len(self.engine.result.account_list()):,} accounts")
+            accounts = await self._run_engine(self._final_snapshot)
+            _log(f"stopped: {self.next_line - 2:,} journal lines, {accounts:,} accounts")
             return 0
         finally:
             for t in tasks:
