@@ -511,6 +511,27 @@ class Engine:
         paths = [f"/proc/self/fd/{f.fileno()}" for f in spools]
         return list(merge(paths[0], paths[1:]))
 
+    def reject_lines(self, cursor: list[int] | None = None) -> tuple[list[int], list[int]]:
+        """Line numbers of the rows rejected since ``cursor``, sorted, and the next cursor.
+
+        Like :meth:`rejects` (a mark round-trip: every complete row fed so far)
+        but reads only what the spools gained since the call that returned
+        ``cursor`` (None: since the start) and renders nothing: for a caller
+        counting rejects while rows stream in (``shardpay serve``). Every line
+        returned is above every line an earlier call returned.
+        """
+        from .rejects import read_lines
+
+        self._mark()
+        spools = self._live().spools
+        cursor = list(cursor) if cursor else [0] * len(spools)
+        lines: list[int] = []
+        for i, f in enumerate(spools):
+            new, cursor[i] = read_lines(f"/proc/self/fd/{f.fileno()}", cursor[i])
+            lines.extend(new)
+        lines.sort()
+        return lines, cursor
+
     def close(self) -> RunResult:
         """End the stream (a last row without LF counts), wait for the workers, merge.
 

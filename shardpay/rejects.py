@@ -37,7 +37,7 @@ from .ledger import (
 )
 from .money import format_units
 
-__all__ = ["RejectRow", "merge", "render", "write_batch", "write_reader_batch"]
+__all__ = ["RejectRow", "merge", "read_lines", "render", "write_batch", "write_reader_batch"]
 
 _LEN = struct.Struct("<I")
 _ENC = msgspec.msgpack.Encoder()
@@ -81,6 +81,28 @@ def _batches(path: str, decoder: msgspec.msgpack.Decoder) -> Iterator[list]:
         while head := f.read(4):
             (n,) = _LEN.unpack(head)
             yield decoder.decode(f.read(n))
+
+
+_DEC_ANY = msgspec.msgpack.Decoder(list[list])  # either spool's records; the line is the first field
+
+
+def read_lines(path: str, offset: int = 0) -> tuple[list[int], int]:
+    """The line numbers of the rejects a spool (either kind) holds from byte ``offset`` on.
+
+    Reads whole batches only: one still being written is left for the next
+    call. Returns the lines (in order) and the offset to pass next time.
+    """
+    lines: list[int] = []
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while len(head := f.read(4)) == 4:
+            (n,) = _LEN.unpack(head)
+            data = f.read(n)
+            if len(data) < n:
+                break
+            lines.extend(record[0] for record in _DEC_ANY.decode(data))
+            offset += 4 + n
+    return lines, offset
 
 
 def _reader_rows(path: str) -> Iterator[RejectRow]:

@@ -32,15 +32,17 @@ connection (asyncio then stops reading its socket: backpressure, no
 unbounded buffer; at most one read, :data:`READ_BYTES`, plus one partial line
 per connection). When the client closes its write side the server answers
 ``ok accepted=N rejected=M``: N + M is the connection's non-empty data
-rows; M counts the rows of its journal line ranges found in
-``Engine.rejects()`` (invalid rows included). A line longer than
+rows; M counts the rejected lines (invalid rows included) in its journal
+line ranges, read incrementally with ``Engine.reject_lines`` (only what the
+reject spools gained since the last call; lines below every open
+connection's are forgotten). A line longer than
 :data:`~shardpay.reader.MAX_LINE_BYTES` is answered with ``error ...`` and
 the connection closed (the lines before it stay journaled and applied).
 
 **Group commit.** One commit at a time runs on the engine thread; batches
 queued meanwhile are joined into the next one (up to :data:`COMMIT_BYTES`), so
 one ``fsync`` serves every connection that was waiting. Reject counts for
-closing connections are likewise served together by one ``rejects()`` call.
+closing connections are likewise served together by one ``Engine.reject_lines`` call.
 
 **Snapshot.** With ``--snapshot OUT``, OUT holds ``client,available,held,
 total,locked`` (the batch CLI's bytes), rewritten atomically after start-up,
@@ -164,7 +166,7 @@ def parse_args(argv: list[str]) -> ServeOptions:
                         journal=a.journal, snapshot=a.snapshot, snapshot_every=a.snapshot_every, fsync=a.fsync)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Conn:
     """One connection's bookkeeping: its journal line ranges and row counts."""
 
@@ -209,6 +211,9 @@ class Server:
         self.queue: list[tuple[bytes, asyncio.Future]] = []
         self.closing: list[tuple[_Conn, asyncio.Future]] = []
         self.handlers: set[asyncio.Task] = set()
+        self.open_from: dict[_Conn, int] = {}  # open connection -> lowest journal line it can own
+        self.reject_cursor: list[int] | None = None
+        self.reject_lines: list[int] = []  # rejected journal lines at or above the lowest open connection's
         self.failed: BaseException | None = None
 
     # -- engine thread work (run one at a time, in order) ---------------------------------
@@ -239,8 +244,9 @@ class Server:
                     write_accounts(f, result.accounts)
             return len(result.accounts[0])
 
-    def _reject_lines(self) -> list[int]:
-        return [r.line for r in self.engine.rejects()]
+    def _new_reject_lines(self) -> list[int]:
+        lines, self.reject_cursor = self.engine.reject_lines(self.reject_cursor)
+        return lines
 
     def _open_journal(self) -> int:
         """Open the journal, feed what it holds to the engine; return the rows replayed."""
@@ -309,15 +315,21 @@ class Server:
             if self.closing:
                 items, self.closing = self.closing, []
                 try:
-                    lines = await self._run_engine(self._reject_lines)
+                    new = await self._run_engine(self._new_reject_lines)
                 except BaseException as err:
                     self._fail(err)
                     return
+                lines = self.reject_lines
+                lines.extend(new)  # each call's lines are above every earlier call's: stays sorted
                 for conn, fut in items:
                     rejected = sum(bisect.bisect_left(lines, b) - bisect.bisect_left(lines, a)
                                    for a, b in conn.ranges)
                     if not fut.done():
                         fut.set_result(rejected)
+                    self.open_from.pop(conn, None)
+                # Forget rejects below every open connection's lines: memory stays bounded.
+                low = min(self.open_from.values(), default=self.next_line)
+                del lines[: bisect.bisect_left(lines, low)]
 
     async def _submit(self, conn: _Conn, lines: bytes) -> None:
         if b"\r" in lines:
@@ -354,6 +366,13 @@ class Server:
 
     async def _serve_connection(self, reader: asyncio.StreamReader) -> str:
         conn = _Conn()
+        self.open_from[conn] = self.next_line
+        try:
+            return await self._serve_lines(conn, reader)
+        finally:
+            self.open_from.pop(conn, None)
+
+    async def _serve_lines(self, conn: _Conn, reader: asyncio.StreamReader) -> str:
         buf = b""
         header = False
         line = 1  # the connection's own line number of buf's first line
