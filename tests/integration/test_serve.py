@@ -280,3 +280,26 @@ def test_engine_reject_lines_reads_only_what_is_new(shm_clean):
         assert lines == [5, 7]
         assert [r.line for r in engine.rejects()] == [3, 4, 5, 7]
     engine.result.close()
+
+
+def test_restart_cuts_a_torn_last_line(tmp_path):
+    journal = tmp_path / "journal.csv"
+    journal.write_bytes(HEADER + b"deposit,1,1,5\ndeposit,1,2,3\nwithdr")  # killed mid-write: never acknowledged
+    server = Serve(tmp_path, "--workers", "1", journal=journal)
+    assert "cut a torn last line (6 bytes)" in server.stderr()
+    assert "2 rows replayed" in server.stderr()
+    assert asyncio.run(send(server.port, HEADER + b"withdrawal,1,3,1\n")) == b"ok accepted=1 rejected=0\n"
+    assert server.stop() == 0
+    assert journal.read_bytes() == HEADER + b"deposit,1,1,5\ndeposit,1,2,3\nwithdrawal,1,3,1\n"
+    assert server.snapshot.read_text() == "client,available,held,total,locked\n1,7.0000,0.0000,7.0000,false\n"
+
+
+def test_a_journal_with_a_bad_header_is_refused(tmp_path):
+    journal = tmp_path / "journal.csv"
+    journal.write_bytes(b"client,type\n1,deposit\n")
+    out = subprocess.run(shardpay_cmd() + ["serve", "--listen", "127.0.0.1:0", "--journal", str(journal)],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 1
+    assert out.stderr.decode().endswith(
+        "shardpay: error: bad header: expected 'type,client,tx,amount', found 'client,type'\n")
+    assert journal.read_bytes() == b"client,type\n1,deposit\n"
