@@ -28,8 +28,7 @@ import csv
 import re
 from collections.abc import Sequence
 from itertools import accumulate
-from dataclasses import dataclass
-from typing import Annotated, ClassVar, Union
+from typing import Annotated, ClassVar, NamedTuple, Union
 
 import msgspec
 
@@ -136,8 +135,7 @@ _FAST_DECODER = msgspec.json.Decoder(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Reject:
+class Reject(NamedTuple):
     """A rejected row: data, not an exception (SPEC "Transactions").
 
     Attributes:
@@ -299,31 +297,37 @@ def _decode_lines(raws: list[bytes], where: Sequence[int], slots: list, first_li
     leading zeros, zero amount) takes the exact path and decoding resumes
     after it in the same JSON text, so each line is decoded at most twice.
     """
-    js = _to_json(b"\n".join(raws) + b"\n")
-    # A guard-clean line of length L becomes L + 12 bytes of JSON, plus a comma.
+    js = bytearray(_to_json(b"\n".join(raws) + b"\n"))
+    # A guard-clean line of length L becomes L + 12 bytes of JSON, plus a comma;
+    # row j starts at starts[j], after a "[" (j = 0) or a ",".
     starts = list(accumulate((len(r) + 13 for r in raws), initial=1))
     i0, n = 0, len(raws)
-    while i0 < n:
-        try:
-            rows = _FAST_DECODER.decode(js if i0 == 0 else b"[" + js[starts[i0] :])
-            for w, r in zip(where[i0:], rows):
-                slots[w] = r
-            return
-        except (msgspec.ValidationError, msgspec.DecodeError) as err:
-            m = _ERR_INDEX.search(str(err))
-            k = i0 + int(m.group(1)) if m else i0
-            last = k + 1 if m else n  # unexpected error text: every remaining line exactly
-        if k > i0:
-            rows = _FAST_DECODER.decode(b"[" + js[starts[i0] : starts[k] - 1] + b"]")
-            for w, r in zip(where[i0:k], rows):
-                slots[w] = r
-        for j in range(k, min(last, n)):
-            row = decode_line(raws[j], first_line + where[j])
-            if isinstance(row, Reject):
-                rejects.append(row)
-            elif row is not None:
-                slots[where[j]] = row
-        i0 = last
+    with memoryview(js) as mv:
+        while i0 < n:
+            # Decode rows i0.. in place: a "[" over the separator before row i0.
+            js[starts[i0] - 1] = 0x5B
+            try:
+                rows = _FAST_DECODER.decode(mv[starts[i0] - 1 :])
+                for w, r in zip(where[i0:], rows):
+                    slots[w] = r
+                return
+            except (msgspec.ValidationError, msgspec.DecodeError) as err:
+                m = _ERR_INDEX.search(str(err))
+                k = i0 + int(m.group(1)) if m else i0
+                last = k + 1 if m else n  # unexpected error text: every remaining line exactly
+            if k > i0:  # rows i0..k-1 are fine: decode them alone, a "]" over the separator after k-1
+                js[starts[k] - 1] = 0x5D
+                rows = _FAST_DECODER.decode(mv[starts[i0] - 1 : starts[k]])
+                js[starts[k] - 1] = 0x2C
+                for w, r in zip(where[i0:k], rows):
+                    slots[w] = r
+            for j in range(k, min(last, n)):
+                row = decode_line(raws[j], first_line + where[j])
+                if isinstance(row, Reject):
+                    rejects.append(row)
+                elif row is not None:
+                    slots[where[j]] = row
+            i0 = last
 
 
 def decode_block(block: bytes, first_line: int) -> tuple[list[Block], list[Reject]]:
@@ -358,7 +362,9 @@ def split_fields(text: str) -> list[str]:
     """
     if '"' not in text:
         return [f.strip() for f in text.split(",")]
-    text = _SPACE_AROUND_QUOTES.sub(lambda m: m.group()[:1] if m.group()[:1] == '"' else "", text)
+    # A CR is whitespace (SPEC ignores it around fields; str.strip drops it),
+    # but the csv module refuses it in an unquoted field: make it a space.
+    text = _SPACE_AROUND_QUOTES.sub(lambda m: m.group()[:1] if m.group()[:1] == '"' else "", text.replace("\r", " "))
     try:
         fields = next(csv.reader((text,), strict=True))
     except csv.Error as err:
@@ -429,15 +435,21 @@ def _clip(text: str, width: int = 40) -> str:
 
 
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
+_HAS_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _invalid(line: int, detail: str, fields: list[str]) -> Reject:
-    f = (list(fields) + ["", "", "", ""])[:4]
-    if len(fields) > 4:
-        f[3] = ",".join(fields[3:])
+    n = len(fields)
+    if n == 4:
+        f = tuple(fields)
+    elif n > 4:
+        f = (fields[0], fields[1], fields[2], ",".join(fields[3:]))
+    else:
+        f = (*fields, "", "", "", "")[:4]
     # Control characters (a stray CR, NUL) are shown escaped: the rejects CSV stays one line a row.
-    f = [x.translate(_CONTROL) for x in f]
-    return Reject(line, "invalid_row", detail, (f[0], f[1], f[2], f[3]))
+    if _HAS_CONTROL.search(f[0]) or _HAS_CONTROL.search(f[1]) or _HAS_CONTROL.search(f[2]) or _HAS_CONTROL.search(f[3]):
+        f = tuple(x.translate(_CONTROL) for x in f)
+    return Reject(line, "invalid_row", detail, f)
 
 
 def parse_header(raw: bytes) -> bool:

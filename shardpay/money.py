@@ -49,9 +49,9 @@ def parse_amount(text: str) -> int:
         raise ValueError(f"amount {_clip(text)!r} is larger than 922337203685477.5807")
     units = int(whole or "0") * SCALE + int(frac.ljust(4, "0"))
     if units == 0:
-        raise ValueError(f"amount {text!r} is not greater than zero")
+        raise ValueError(f"amount {_clip(text)!r} is not greater than zero")
     if units > MAX_UNITS:
-        raise ValueError(f"amount {text!r} is larger than 922337203685477.5807")
+        raise ValueError(f"amount {_clip(text)!r} is larger than 922337203685477.5807")
     return units
 
 

@@ -4,8 +4,8 @@ Each process sees its rows in file order, so each spool is already sorted by
 line; :func:`merge` is a streaming k-way merge (``heapq.merge``), so output
 never depends on the worker count and memory never holds every reject.
 
-* the reader's spool: invalid rows, msgpack batches of
-  ``(line, detail, type, client, tx, amount)`` text tuples, each batch
+* the reader's spool: invalid rows, msgpack batches of :class:`RejectRow`
+  records ``(line, type, client, tx, amount, reason, detail)``, each batch
   prefixed by its length (u32 little-endian);
 * a worker's spool: msgpack batches of ledger records ``(line, reason, kind,
   client, tx, amount, aux)`` (ints), built into text only here, when a reject
@@ -15,6 +15,7 @@ never depends on the worker count and memory never holds every reject.
 from __future__ import annotations
 
 import heapq
+import os
 import struct
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, NamedTuple
@@ -41,7 +42,6 @@ __all__ = ["RejectRow", "merge", "read_lines", "render", "write_batch", "write_r
 
 _LEN = struct.Struct("<I")
 _ENC = msgspec.msgpack.Encoder()
-_DEC = msgspec.msgpack.Decoder(list[tuple[int, str, str, str, str, str]])
 _DEC_LEDGER = msgspec.msgpack.Decoder(list[tuple[int, int, int, int, int, int, int]])
 
 
@@ -64,9 +64,13 @@ class RejectRow(NamedTuple):
         return f"line {self.line}: {self.reason}: {self.detail}"
 
 
+# The reader's records are RejectRow's fields, so msgspec builds the rows in C.
+_DEC = msgspec.msgpack.Decoder(list[RejectRow])
+
+
 def write_reader_batch(spool: BinaryIO, rejects: Iterable[Reject]) -> None:
     """Append invalid-row rejects (in line order) to the reader's spool."""
-    write_batch(spool, [(r.line, r.detail, *r.fields) for r in rejects])
+    write_batch(spool, [(r.line, *r.fields, r.reason, r.detail) for r in rejects])
 
 
 def write_batch(spool: BinaryIO, records: list) -> None:
@@ -107,8 +111,7 @@ def read_lines(path: str, offset: int = 0) -> tuple[list[int], int]:
 
 def _reader_rows(path: str) -> Iterator[RejectRow]:
     for batch in _batches(path, _DEC):
-        for line, detail, t, c, tx, amount in batch:
-            yield RejectRow(line, t, c, tx, amount, "invalid_row", detail)
+        yield from batch
 
 
 def _worker_rows(path: str) -> Iterator[RejectRow]:
@@ -145,4 +148,11 @@ def render(line: int, reason: int, kind: int, client: int, tx: int, amount: int,
 def merge(reader_spool: str, worker_spools: Iterable[str]) -> Iterator[RejectRow]:
     """Every reject of a run, in line order (each line is rejected at most once)."""
     streams = [_reader_rows(reader_spool)] + [_worker_rows(p) for p in worker_spools]
-    return heapq.merge(*streams, key=lambda r: r.line)
+    nonempty = [s for s, p in zip(streams, [reader_spool, *worker_spools]) if os.path.getsize(p)]
+    if len(nonempty) <= 1:  # one spool holds every reject: it is in line order already
+        return iter(nonempty[0]) if nonempty else iter(())
+    return heapq.merge(*nonempty, key=_line)
+
+
+def _line(r: RejectRow) -> int:
+    return r.line

@@ -14,6 +14,7 @@ import contextlib
 import csv
 import errno
 import io
+import itertools
 import json
 import os
 import tempfile
@@ -62,11 +63,9 @@ def write_rejects(out: IO[str], rejects: Iterable[RejectRow]) -> int:
     """Write ``line,type,client,tx,amount,reason,detail`` rows; return how many."""
     w = csv.writer(out, lineterminator="\n")
     w.writerow(REJECTS_HEADER)
-    n = 0
-    for r in rejects:
-        w.writerow(r)
-        n += 1
-    return n
+    counter = itertools.count()
+    w.writerows(r for r, _ in zip(rejects, counter))
+    return next(counter)
 
 
 class PendingOutputs:
