@@ -253,7 +253,7 @@ def _console() -> Any:
 
 
 def _main(opts: Options) -> int:
-    from .engine import run
+    from .engine import process
     from .proc import signals_held
     from .report import PendingOutputs, finish_stats, print_summary, write_accounts, write_rejects, write_stats
 
@@ -261,7 +261,7 @@ def _main(opts: Options) -> int:
     show = not opts.quiet
     progress = _Progress(console if show and console.is_terminal else None)
     try:
-        result = run(opts.input, workers=opts.workers, strict=opts.strict, progress=progress.tick)
+        result = process(opts.input, workers=opts.workers, strict=opts.strict, progress=progress.tick)
     finally:
         progress.stop()
     with result, PendingOutputs() as pending:
