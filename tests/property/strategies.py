@@ -47,14 +47,14 @@ MONEY_KINDS = ("deposit", "withdrawal")
 WHITESPACE = (" ", "\t", "  ", " \t ", "\x0b", "\x0c", "\u00a0", "\u2003", "\u3000", "\u2028", "\x1f", "\r")
 LINE_ENDINGS = ("\n", "\r\n", "\r\r\n")
 
-AVOID_CR_ON_QUOTED_LINES = False  # the engine bug it avoided is fixed; kept to switch off by hand
-"""Engine bug, open: a CR around an unquoted field of a line that also holds a
-double quote (``dispute,0\\r,"0"``) makes the engine reject the row
-(``invalid_row``: the csv module's "new-line character seen in unquoted
-field") where SPEC ignores whitespace around every field. While it is True,
-:func:`render_row` writes no CR on a line with a quote, so the properties stay
-green; ``tests/property/test_found_bugs.py`` keeps the failing example as a
-strict xfail. Set it to False once the decoder is fixed."""
+AVOID_CR_ON_QUOTED_LINES = False
+"""Switch for a fixed engine bug: a CR around an unquoted field of a line that
+also held a double quote (``dispute,0\\r,"0"``) was rejected as ``invalid_row``
+(the csv module's "new-line character seen in unquoted field"); fixed in
+255e829. While it was open this was True and :func:`render_row` wrote no CR on
+a line with a quote, so the properties stayed green while the shrunk examples
+in ``test_found_bugs.py`` were strict xfails. The pattern for the next open
+bug: a switch here, a strict xfail there."""
 
 EMPTY_LINES = ("", " ", "\t", "\r", "  \t ", "\x0b", "\u00a0", "\u3000")
 

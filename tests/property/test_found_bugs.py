@@ -1,10 +1,11 @@
 """Inputs on which the engine and the model once disagreed, shrunk by hypothesis, kept as tests.
 
 Each runs through the installed CLI (workers 1 and 3) and through the
-in-process stages, against :func:`shardpay.model.run`. Open engine bugs are
-``xfail(strict=True)``: the suite stays green while they are open and turns
-red the day one is fixed, so the marker (and the matching ``AVOID_*`` switch
-in :mod:`tests.property.strategies`) gets removed.
+in-process stages, against :func:`shardpay.model.run`. An open engine bug is
+``xfail(strict=True)`` here (with an ``AVOID_*`` switch in
+:mod:`tests.property.strategies` keeping the properties off it): the suite
+stays green while it is open and turns red the day it is fixed, so the marker
+and the switch get removed. Every bug below is fixed; they stay as regressions.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from tests.property.harness import cli_outcome, inprocess_outcome, model_outcome
 
 H = b"type,client,tx,amount\n"
 
-# Fixed (decode.split_fields turns a CR into a space before the csv module):
-# kept as regression examples. SPEC ignores whitespace around every field.
+# Found by test_engine_stages_equal_model; fixed in 255e829 (decode.split_fields turns a
+# CR into a space before the csv module). SPEC ignores whitespace around every field.
 
 CASES = [
     pytest.param(
