@@ -297,7 +297,9 @@ def test_a_signal_whose_exception_is_lost_still_ends_the_run(tmp_path, monkeypat
             _SignalInDel()
         return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(shardpay.engine, "run", run_after_a_lost_signal)
+    for name in ("run", "process"):  # the CLI calls one of these names
+        if hasattr(shardpay.engine, name):
+            monkeypatch.setattr(shardpay.engine, name, run_after_a_lost_signal)
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     src.write_bytes(HEADER + b"deposit,1,1,1\n")
     assert cli.main([str(src), "-q", "-o", str(out)]) == 143
@@ -478,15 +480,14 @@ def test_closed_stdout_pipe_ends_quietly(many_accounts_csv):
 
 
 def test_closed_stderr_pipe_does_not_stop_the_job(tmp_path):
-    """``shardpay messy.csv -o out.csv 2>&1 | head -2``: the log goes unread, the report is still written."""
+    """``shardpay messy.csv -o out.csv 2>&1 | head -0``: the log goes unread, the report is still written."""
     src, out = tmp_path / "messy.csv", tmp_path / "out.csv"
     with open(src, "wb") as f:
         generate(20_000, f, seed=3, scenario="messy", clients=500)
     r, w = os.pipe()
+    os.close(r)  # nobody will read: the first logged reject meets EPIPE
     p = subprocess.Popen(shardpay_cmd() + [str(src), "-o", str(out)], stdout=w, stderr=w)
     os.close(w)
-    with open(r, "rb") as pipe:
-        assert pipe.readline().startswith(b"line ")
     assert p.wait(timeout=60) == 0
     assert out.read_text() == model.run(src.read_bytes()).output
 
@@ -651,7 +652,10 @@ def test_200_mb_line_without_newline_is_rejected_in_bounded_memory(tmp_path):
         for _ in range(size // len(block)):
             f.write(block)
     size = src.stat().st_size - len(HEADER) - len(b"deposit,1,1,10\n")
-    r = run_cli(str(src), "-q", "--rejects", str(rej), "--stats", str(st), timeout=120)
+    try:
+        r = run_cli(str(src), "-q", "--rejects", str(rej), "--stats", str(st), timeout=120)
+    finally:
+        src.unlink()  # pytest keeps the last runs' folders: do not keep 200 MB in each
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode() == OUTPUT_HEADER + "1,10.0000,0.0000,10.0000,false\n"
     rows = list(csv.reader(io.StringIO(rej.read_text())))[1:]
@@ -727,14 +731,22 @@ def test_a_million_invalid_rows_are_all_reported(million_runs):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "decode.py: an invalid row costs ~12-28 us of wall time against ~0.8 us for a valid one (15-37x, "
-    "mostly the exact path's per-line decode; README 'Faults and hostile input' has the figures); "
-    "needs a cheaper exact path in shardpay/decode.py, outside this change"))
+def test_a_million_invalid_rows_cost_at_most_10x_the_fast_path_per_row(million_runs):
+    """A bound that holds with margin on a loaded 2-core machine; it catches a path gone superlinear."""
+    slow, _, _ = million_runs["invalid"]
+    fast, _, _ = million_runs["valid"]
+    assert slow <= 10 * fast, f"slow path {slow:.2f} s, fast path {fast:.2f} s per 1M rows"
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason=(
+    "the 5x target is borderline: 4.9-7.2x measured on a loaded 2-core machine after 255e829 "
+    "(7.5-16x before); the reader's exact-path decode in shardpay/decode.py is most of it. "
+    "Not strict: it passes on a quiet machine and fails on a busy one"))
 def test_a_million_invalid_rows_cost_at_most_5x_the_fast_path_per_row(million_runs):
     slow, _, _ = million_runs["invalid"]
     fast, _, _ = million_runs["valid"]
-    assert slow / MILLION <= 5 * fast / MILLION, f"slow path {slow:.2f} s, fast path {fast:.2f} s per 1M rows"
+    assert slow <= 5 * fast, f"slow path {slow:.2f} s, fast path {fast:.2f} s per 1M rows"
 
 
 @pytest.mark.slow
@@ -743,10 +755,10 @@ def test_a_million_invalid_rows_cost_at_most_5x_the_fast_path_per_row(million_ru
 def test_consecutive_rows_the_guard_lets_through_cost_no_more_than_a_mix(tmp_path, million_runs, kind):
     """Rows that pass the fast path's byte guard but that msgspec refuses, one after another.
 
-    Each refusal must not re-decode the rest of the chunk: that made them
-    quadratic per chunk (~500 us a row, a million such rows ~9 minutes) until
-    decode.py's 5636a05. Measured as the reader's decode time per row
-    (start-up excluded), against the same for the mix of every kind.
+    Each refusal must not re-decode or copy the rest of the chunk: that made
+    them quadratic per chunk (~500 us a row, a million such rows ~9 minutes)
+    until decode.py's 5636a05 and 255e829. Measured as the reader's decode
+    time per row (start-up excluded), against the same for the mix of every kind.
     """
     rows = 50_000
     src = tmp_path / "same.csv"
