@@ -13,17 +13,49 @@ The public API::
     shardpay.ShardpayError and its subclasses    (shardpay.errors)
 """
 
-from .engine import Account, Engine, RunResult, default_workers, process, run
-from .errors import (
-    InputError,
-    Interrupted,
-    OutputError,
-    ProcessDied,
-    RingError,
-    ShardpayError,
-    StrictReject,
-)
-from .rejects import RejectRow
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .engine import Account, Engine, RunResult, default_workers, process, run
+    from .errors import (
+        InputError,
+        Interrupted,
+        OutputError,
+        ProcessDied,
+        RingError,
+        ShardpayError,
+        StrictReject,
+    )
+    from .rejects import RejectRow
+
+# The names are loaded on first use (PEP 562), not at ``import shardpay``:
+# the console script imports this package before ``shardpay.cli.main`` can
+# install its signal handlers, and importing the engine builds msgspec
+# decoders (~90 ms). A Ctrl-C in there was a KeyboardInterrupt traceback, now
+# and then a SIGSEGV inside msgspec, or a lost signal; main() imports the
+# engine with the signals held instead.
+_LAZY = {
+    **dict.fromkeys(("Account", "Engine", "RunResult", "default_workers", "process", "run"), "engine"),
+    **dict.fromkeys(("InputError", "Interrupted", "OutputError", "ProcessDied", "RingError", "ShardpayError",
+                     "StrictReject"), "errors"),
+    "RejectRow": "rejects",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shardpay' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "Account",
