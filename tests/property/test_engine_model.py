@@ -1,6 +1,6 @@
 """Property 1: for any generated file the engine produces the model's output and rejects.
 
-Two layers over the same file strategy:
+Three layers over the same file strategy:
 
 * the installed CLI (``shardpay FILE --workers W --rejects R``) for W in
   1, 2, 3 and 5: output byte for byte and every ``(line, reason)`` equal to
