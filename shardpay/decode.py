@@ -184,13 +184,19 @@ def _is_clean(block: bytes) -> bool:
     refuses (leading zeros, ``5.``, ``.5``, unknown type, out-of-range numbers).
     :func:`decode_chunk` applies the same test to a whole chunk, then per line.
     """
+    return _guard(block)[2]
+
+
+def _guard(block: bytes) -> tuple[bytes, bytes, bool]:
+    """``(classes, skeleton, clean)`` of ``block``: the byte classes, the per-line
+    skeleton (the type's e's, then ``,,,.\n`` or ``,,,\n``), and :func:`_is_clean`'s answer."""
     t = block.translate(_CLASS)
-    if b".00000" in t:
-        return False
     skel = t.translate(None, b"0a")
-    if b",e" in skel or b".e" in skel or b".," in skel:
-        return False
-    return _all_rows(skel.translate(None, b".e"))
+    clean = (
+        b".00000" not in t and b",e" not in skel and b".e" not in skel and b".," not in skel
+        and _all_rows(skel.translate(None, b".e"))
+    )
+    return t, skel, clean
 
 
 def _to_json(block: bytes) -> bytes:
@@ -217,11 +223,9 @@ def decode_chunk(block: bytes, first_line: int) -> tuple[Sequence[int], list, li
     """
     if b"\r" in block:
         block = block.replace(b"\r\n", b"\n")
-    t = block.translate(_CLASS)
-    skel = t.translate(None, b"0a")  # per line: the type's e's, then ",,,.\n" or ",,,\n"
-    if b".00000" not in t and b",e" not in skel and b".e" not in skel and b".," not in skel:
-        if _all_rows(skel.translate(None, b".e")):
-            return _decode_run(block, first_line)
+    t, skel, clean = _guard(block)
+    if clean:
+        return _decode_run(block, first_line)
     # Some line needs the exact path: find them from the skeleton (one set
     # lookup a line) and decode all the others in one msgspec call.
     raws = block.split(b"\n")

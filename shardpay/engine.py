@@ -494,15 +494,8 @@ class Engine:
         workers stop only to copy their accounts.
         """
         answers = self._mark()
-        available: dict[int, int] = {}
-        held: dict[int, int] = {}
-        locked: dict[int, bool] = {}
-        for i in range(self.workers):
-            clients, avail, hold, lock = answers[f"worker {i}"]["snapshot"]
-            available.update(zip(clients, avail))
-            held.update(zip(clients, hold))
-            locked.update(zip(clients, map(bool, lock)))
-        return [Account(c, available[c], held[c], locked[c]) for c in sorted(available)]
+        accounts = _merge_snapshots([answers[f"worker {i}"] for i in range(self.workers)])
+        return [Account(*a) for a in zip(*accounts)]
 
     def rejects(self) -> list[RejectRow]:
         """Every row rejected so far, in line order (complete rows fed so far)."""
@@ -645,6 +638,21 @@ def _stop_children(children: list[tuple[str, Any, Any]]) -> None:
             p.close()
 
 
+def _merge_snapshots(shards: list[dict]) -> tuple[list[int], list[int], list[int], list[bool]]:
+    """The shards' account snapshots (disjoint clients) as client-sorted columns:
+    ``(clients, available, held, locked)``, amounts in 1/10,000 units."""
+    available: dict[int, int] = {}
+    held: dict[int, int] = {}
+    locked: dict[int, bool] = {}
+    for w in shards:
+        clients, avail, hold, lock = w["snapshot"]
+        available.update(zip(clients, avail))
+        held.update(zip(clients, hold))
+        locked.update(zip(clients, map(bool, lock)))
+    order = sorted(available)
+    return order, [available[c] for c in order], [held[c] for c in order], [locked[c] for c in order]
+
+
 def _merge(results: dict[str, dict], workers: int, spools: list[IO[bytes]]) -> RunResult:
     """Merge the shards' snapshots (disjoint clients) into one client-sorted table.
 
@@ -654,16 +662,10 @@ def _merge(results: dict[str, dict], workers: int, spools: list[IO[bytes]]) -> R
     Raises:
         RingError: the workers did not receive exactly the rows the reader sent.
     """
-    available: dict[int, int] = {}
-    held: dict[int, int] = {}
-    locked: dict[int, bool] = {}
+    shards = [results[f"worker {i}"] for i in range(workers)]
+    accounts = _merge_snapshots(shards)
     counts: Counter[str] = Counter()
-    for i in range(workers):
-        w = results[f"worker {i}"]
-        clients, avail, hold, lock = w["snapshot"]
-        available.update(zip(clients, avail))
-        held.update(zip(clients, hold))
-        locked.update(zip(clients, map(bool, lock)))
+    for w in shards:
         counts.update(w["reject_counts"])
     rd = results["reader"]
     routed = rd["rows"] - rd["invalid"]
@@ -672,9 +674,7 @@ def _merge(results: dict[str, dict], workers: int, spools: list[IO[bytes]]) -> R
         raise RingError(f"rows lost between the reader and the workers: {routed:,} sent, {received:,} applied")
     if rd["invalid"]:
         counts["invalid_row"] += rd["invalid"]
-    order = sorted(available)
-    accounts = (order, [available[c] for c in order], [held[c] for c in order], [locked[c] for c in order])
     from .report import stats_dict
 
-    stats = stats_dict(results, workers, counts, len(order))
+    stats = stats_dict(results, workers, counts, len(accounts[0]))
     return RunResult(accounts, dict(counts), stats, list(spools))
