@@ -38,7 +38,7 @@ from .ledger import (
 )
 from .money import format_units
 
-__all__ = ["RejectRow", "merge", "read_lines", "render", "write_batch", "write_reader_batch"]
+__all__ = ["RejectRow", "merge", "pack_batch", "read_lines", "render", "write_batch", "write_reader_batch"]
 
 _LEN = struct.Struct("<I")
 _ENC = msgspec.msgpack.Encoder()
@@ -75,9 +75,13 @@ def write_reader_batch(spool: BinaryIO, rejects: Iterable[Reject]) -> None:
 
 def write_batch(spool: BinaryIO, records: list) -> None:
     """Append one length-prefixed msgpack batch of records to a spool."""
+    spool.write(pack_batch(records))
+
+
+def pack_batch(records: list) -> bytes:
+    """One spool batch: the records as msgpack, prefixed by its length (u32 little-endian)."""
     data = _ENC.encode(records)
-    spool.write(_LEN.pack(len(data)))
-    spool.write(data)
+    return _LEN.pack(len(data)) + data
 
 
 def _batches(path: str, decoder: msgspec.msgpack.Decoder) -> Iterator[list]:
