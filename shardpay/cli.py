@@ -45,6 +45,8 @@ class Options:
     stats: str | None
     strict: bool
     quiet: bool
+    backend: str = "local"
+    ray_address: str | None = None
 
 
 def _workers(text: str) -> int:
@@ -73,6 +75,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
             "examples:\n"
             "  shardpay tx.csv > accounts.csv\n"
             "  shardpay tx.csv --workers 4 -o accounts.csv --rejects rejects.csv\n"
+            "  shardpay tx.csv --backend ray --ray-address HOST:6379 --workers 32\n"
             "  gunzip -c tx.csv.gz | shardpay - --quiet > accounts.csv\n"
             "  shardpay serve --journal tx.journal.csv   # a TCP server (see: shardpay serve --help)\n\n"
             "Rejected rows do not stop the run: the first 20 are logged to stderr as\n"
@@ -94,9 +97,18 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--strict", action="store_true",
                    help="make the first rejected row fatal: exit 1 naming its line and reason, write no output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary, no logged rejects")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help=("where the shards run: local worker processes (the default), or Ray actors "
+                         "(needs: pip install 'shardpay[ray]'); the output is the same"))
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help=("with --backend ray: the Ray cluster to join (ray start --head prints it); "
+                         "without it a local Ray instance is started"))
     a = p.parse_args(argv)
+    if a.ray_address is not None and a.backend != "ray":
+        p.error("--ray-address needs --backend ray")
     return Options(input=a.input, workers=a.workers or default_workers(), output=a.output,
-                   rejects=a.rejects, stats=a.stats, strict=a.strict, quiet=a.quiet)
+                   rejects=a.rejects, stats=a.stats, strict=a.strict, quiet=a.quiet,
+                   backend=a.backend, ray_address=a.ray_address)
 
 
 class _Signalled(BaseException):
@@ -261,7 +273,8 @@ def _main(opts: Options) -> int:
     show = not opts.quiet
     progress = _Progress(console if show and console.is_terminal else None)
     try:
-        result = process(opts.input, workers=opts.workers, strict=opts.strict, progress=progress.tick)
+        result = process(opts.input, workers=opts.workers, strict=opts.strict, progress=progress.tick,
+                         backend=opts.backend, ray_address=opts.ray_address)
     finally:
         progress.stop()
     with result, PendingOutputs() as pending:

@@ -210,8 +210,36 @@ def _is_regular(mode: int) -> bool:
     return stat.S_ISREG(mode)
 
 
+BACKENDS = ("local", "ray")
+"""How shards run: ``local`` worker processes fed over shared-memory rings (the
+default, base install), or ``ray`` actors (:mod:`shardpay.ray_backend`)."""
+
+
+def _open_session(backend: str, workers: int, strict: bool, stream: BinaryIO | None,
+                  ray_address: str | None) -> Any:
+    """Start the shards and the reader of one run; ``stream`` None means fed by an :class:`Engine`.
+
+    Both session kinds share one interface: ``workers``, ``spools`` (reader's,
+    then each shard's), ``progress`` (bytes, rows read), ``feed(data)``,
+    ``mark(token)``, ``end()``, ``wait(tick)``, ``close()``.
+
+    Raises:
+        ValueError: unknown backend, or ``ray_address`` without the ray backend.
+        BackendError: the ray backend is not installed or Ray cannot start.
+    """
+    if backend == "local":
+        if ray_address is not None:
+            raise ValueError("ray_address needs backend='ray'")
+        return _Session(workers, strict, stream)
+    if backend == "ray":
+        from .ray_backend import RaySession
+
+        return RaySession(workers, strict, stream, address=ray_address)
+    raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+
+
 class _Session:
-    """The processes of one engine run: a ring and a worker per shard, and the reader.
+    """The processes of one local engine run: a ring and a worker per shard, and the reader.
 
     Set-up (spools, rings, forks) and clean-up run with SIGINT/SIGTERM/SIGHUP
     held, so an interrupt never lands between creating a segment and
@@ -221,13 +249,11 @@ class _Session:
     Args:
         workers: shards, >= 1.
         strict: ``--strict``.
-        reader_body: ``(rings, spool_fd, stop, progress, alive, conn, extra_rings) -> dict``,
-            the reader process's work (read a file, or take frames from an
-            :class:`Engine`).
-        extra_rings: rings to create with the others (the Engine's input ring).
+        stream: the input, read by the reader process; None: fed through
+            :meth:`feed` (an :class:`Engine`), over one more ring.
     """
 
-    def __init__(self, workers: int, strict: bool, reader_body: Callable[..., dict], extra_rings: int = 0) -> None:
+    def __init__(self, workers: int, strict: bool, stream: BinaryIO | None) -> None:
         self.workers = workers
         self.ctx = multiprocessing.get_context("fork")
         self.rings: list[Ring] = []
@@ -242,12 +268,16 @@ class _Session:
         # let forked children run the parent's handlers.
         resource_tracker.ensure_running()
         try:
-            self._start(workers, strict, reader_body, extra_rings)
+            self._start(workers, strict, stream)
         except BaseException:  # what was made so far is recorded in self: remove it
             self.close()
             raise
+        if stream is None:
+            self._input = self.rings[-1]
+            reader = next(p for name, p, _ in self.children if name == "reader")
+            self._input.alive = reader.is_alive
 
-    def _start(self, workers: int, strict: bool, reader_body: Callable[..., dict], extra_rings: int) -> None:
+    def _start(self, workers: int, strict: bool, stream: BinaryIO | None) -> None:
         with signals_held():  # every resource below is recorded before a signal can end the run
             try:
                 # Unnamed files (O_TMPFILE): nothing to remove, whoever dies.
@@ -256,7 +286,7 @@ class _Session:
                 raise OutputError(f"cannot create temporary files in {tempfile.gettempdir()!r}: "
                                   f"{err.strerror or err}") from None
             token = os.urandom(4).hex()
-            for i in range(workers + extra_rings):
+            for i in range(workers + (stream is None)):
                 try:
                     self.rings.append(Ring(self.ctx, segment_name(i, token)))
                 except OSError as err:
@@ -293,10 +323,10 @@ class _Session:
             for i in range(workers):
                 start(f"worker {i}", f"sp-worker-{i}",
                       lambda conn, i=i: run_worker(i, rings[i], self.spools[i + 1].fileno(), self.stop, strict, conn))
-            extra = self.rings[workers:]
+            source = self.rings[workers] if stream is None else None
             start("reader", "sp-reader",
-                  lambda conn: reader_body(rings, self.spools[0].fileno(), self.stop, self.progress, alive, conn,
-                                           extra))
+                  lambda conn: run_reader(stream, rings, self.spools[0].fileno(), self.stop, strict, self.progress,
+                                          alive=alive, source=source, conn=conn))
 
     def wait(self, tick: Callable[[], None]) -> dict[str, dict]:
         """Every child's final figures, by name (``"reader"``, ``"worker 0"``, ...)."""
@@ -304,9 +334,22 @@ class _Session:
         self.ok = True
         return results
 
-    def marks(self, token: int) -> dict[str, dict]:
-        """Wait for every child's answer to mark ``token`` (see :meth:`Engine.snapshot`)."""
+    def feed(self, data: bytes) -> None:
+        """Hand input bytes to the reader process (fed sessions); blocks while its ring is full."""
+        try:
+            self._input.send(b"D" + bytes(data))
+        except RingError:
+            self.wait(lambda: None)  # raises the child's own error if it has one
+            raise
+
+    def mark(self, token: int) -> dict[str, dict]:
+        """Pass mark ``token`` through every ring; every child's answer to it, by name (see :meth:`Engine.snapshot`)."""
+        self._input.send(b"M" + token.to_bytes(8, "little"))
         return _watch(self.children, lambda: None, mark=token, done=self.done)
+
+    def end(self) -> None:
+        """End a fed session's input (a last row without LF counts)."""
+        self._input.send_eos()
 
     def close(self) -> None:
         """Stop every child still running; unlink every ring; free spools if the run failed."""
@@ -324,6 +367,8 @@ def run(
     workers: int | None = None,
     strict: bool = False,
     progress: Callable[[int, int | None, int], None] | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
 ) -> RunResult:
     """Run the engine over one input (SPEC: the whole contract).
 
@@ -334,6 +379,11 @@ def run(
         strict: stop at the first rejected row and raise :class:`StrictReject`.
         progress: called about every :data:`WATCH_SECONDS` with
             ``(bytes read, input size or None, rows read)``.
+        backend: ``"local"`` (worker processes, shared-memory rings) or
+            ``"ray"`` (shard actors; needs ``pip install 'shardpay[ray]'``).
+            The result is the same, byte for byte.
+        ray_address: with ``backend="ray"``, the cluster to join
+            (``ray start --head`` prints it); None starts a local Ray instance.
 
     Returns:
         A :class:`RunResult` (a context manager owning the reject spools).
@@ -341,7 +391,8 @@ def run(
     Raises:
         InputError: the input cannot be opened or read, or its header is wrong.
         StrictReject: ``strict`` and a row was rejected (message: line, reason, detail).
-        ProcessDied: the reader or a worker died or raised.
+        ProcessDied: the reader or a worker (or shard actor) died or raised.
+        BackendError: ``backend="ray"`` but Ray is not installed or cannot start.
         Interrupted: a signal handler of the caller raised it (the CLI's do);
             children are stopped and shared memory is removed first.
     """
@@ -353,13 +404,9 @@ def run(
     stream, size, owned = _open_input(source)
     session = None
     try:
-        session = _Session(
-            workers, strict,
-            lambda rings, spool, stop, progress_value, alive, conn, extra: run_reader(
-                stream, rings, spool, stop, strict, progress_value, alive=alive),
-        )
-        if owned:
-            stream.close()
+        session = _open_session(backend, workers, strict, stream, ray_address)
+        if owned and isinstance(session, _Session):
+            stream.close()  # the reader process has its own copy
         read = session.progress
         results = session.wait(lambda: progress(read[0], size, read[1]) if progress else None)
     finally:
@@ -376,7 +423,7 @@ process = run
 """The one-call form: ``shardpay.process(path_or_stream, workers=N)`` (see :func:`run`)."""
 
 
-def _finish(session: _Session, results: dict[str, dict], strict: bool, t_start: float,
+def _finish(session: Any, results: dict[str, dict], strict: bool, t_start: float,
             cpu_start: float) -> RunResult:
     """Merge a finished session's results; raise StrictReject if asked to."""
     try:
@@ -384,9 +431,12 @@ def _finish(session: _Session, results: dict[str, dict], strict: bool, t_start: 
     except BaseException:
         _close_all(session.spools)
         raise
+    parent_cpu = cpu_seconds() - cpu_start
+    if results["reader"]["pid"] == os.getpid():  # the reader ran in this process (ray backend)
+        parent_cpu = max(0.0, parent_cpu - results["reader"]["cpu_seconds"])
     result.stats.update(
         wall_seconds=time.perf_counter() - t_start,
-        parent={"pid": os.getpid(), "cpu_seconds": cpu_seconds() - cpu_start, "peak_rss_bytes": peak_rss_bytes()},
+        parent={"pid": os.getpid(), "cpu_seconds": parent_cpu, "peak_rss_bytes": peak_rss_bytes()},
     )
     if strict and result.reject_counts:
         first = next(iter(result.rejects()))
@@ -417,17 +467,24 @@ class Engine:
     Args:
         workers: shards (worker processes), >= 1; default :func:`default_workers`.
         strict: the first rejected row ends the stream (see :func:`run`).
+        backend, ray_address: where the shards run (see :func:`run`).
 
     Raises:
-        ProcessDied, RingError: from any method, if a child process died.
+        ProcessDied, RingError: from any method, if a child process (or shard actor) died.
+        BackendError: from :meth:`start`, if Ray is asked for but missing.
         InputError: from :meth:`snapshot`/:meth:`close`, if the header is wrong.
     """
 
-    def __init__(self, workers: int | None = None, *, strict: bool = False) -> None:
+    def __init__(self, workers: int | None = None, *, strict: bool = False, backend: str = "local",
+                 ray_address: str | None = None) -> None:
         self.workers = default_workers() if workers is None else workers
         if self.workers < 1:
             raise ValueError("workers must be >= 1")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         self.strict = strict
+        self.backend = backend
+        self.ray_address = ray_address
         self.result: RunResult | None = None
         self._session: _Session | None = None
         self._token = 0
@@ -448,18 +505,9 @@ class Engine:
         """Start the worker and reader processes (``with`` does it)."""
         if self._session is not None:
             return
-        strict = self.strict
+        self._session = _open_session(self.backend, self.workers, self.strict, None, self.ray_address)
 
-        def fed_reader(rings, spool, stop, progress_value, alive, conn, extra):  # noqa: ANN001, ANN202
-            return run_reader(None, rings, spool, stop, strict, progress_value, alive=alive,
-                              source=extra[0], conn=conn)
-
-        self._session = _Session(self.workers, strict, fed_reader, extra_rings=1)
-        self._input = self._session.rings[-1]
-        reader = next(p for name, p, _ in self._session.children if name == "reader")
-        self._input.alive = reader.is_alive
-
-    def _live(self) -> _Session:
+    def _live(self) -> Any:
         if self._session is None:
             raise RuntimeError("the engine is not running: use it as a context manager or call start()")
         return self._session
@@ -474,17 +522,12 @@ class Engine:
         """
         session = self._live()
         if data:
-            try:
-                self._input.send(b"D" + bytes(data))
-            except RingError:
-                session.wait(lambda: None)  # raises the child's own error if it has one
-                raise
+            session.feed(data)
 
     def _mark(self) -> dict[str, dict]:
         session = self._live()
         self._token += 1
-        self._input.send(b"M" + self._token.to_bytes(8, "little"))
-        return session.marks(self._token)
+        return session.mark(self._token)
 
     def snapshot(self) -> list[Account]:
         """Every account after all complete rows fed so far (a partial last row waits).
@@ -535,7 +578,7 @@ class Engine:
             return self.result
         session = self._live()
         try:
-            self._input.send_eos()
+            session.end()
             results = session.wait(lambda: None)
         finally:
             session.close()

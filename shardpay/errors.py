@@ -11,12 +11,14 @@ one-line message and returns :attr:`ShardpayError.exit_code`::
     ├── StrictReject              --strict and a row was rejected
     ├── ProcessDied               a reader or worker process died or raised
     ├── RingError                 a ring peer vanished or the ring is corrupt
+    ├── BackendError              --backend ray without Ray installed, or Ray cannot start
     └── Interrupted               SIGINT (exit 130) or SIGTERM (exit 143)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BackendError",
     "InputError",
     "Interrupted",
     "OutputError",
@@ -51,6 +53,11 @@ class ProcessDied(ShardpayError):
 
 class RingError(ShardpayError):
     """A shared-memory ring's peer is gone, or a frame is malformed."""
+
+
+class BackendError(ShardpayError):
+    """The chosen backend cannot run: Ray is not installed (the message names the
+    ``pip install`` to run), or a Ray instance cannot be started or joined."""
 
 
 class Interrupted(ShardpayError):

@@ -1,0 +1,209 @@
+"""The Ray backend (``--backend ray``) against the local engine: the same bytes out.
+
+Runs on one local Ray instance limited to 2 CPUs, started once for the module.
+Ray is an extra (``pip install 'shardpay[ray]'``); where it is missing these
+tests skip, except under ``CI=true``, where a missing Ray is a failure.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import shardpay
+from shardpay.errors import BackendError, InputError, ProcessDied
+from shardpay.report import write_accounts, write_rejects, write_stats
+from tests.conftest import FIXTURES, shardpay_cmd
+
+if os.environ.get("CI"):
+    import ray  # CI installs the extra: a missing Ray fails here
+else:
+    ray = pytest.importorskip("ray")
+
+CASES = sorted(p.name[: -len(".expected.csv")] for p in FIXTURES.glob("*.expected.csv"))
+# Figures that measure time, CPU or memory, or name a process: the rest of --stats must match.
+_MEASURED = {"pid", "cpu_seconds", "peak_rss_bytes", "wall_seconds", "rows_per_second", "cpu_seconds_total",
+             "peak_rss_bytes_sum"}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+def _outputs(path, workers, backend):
+    """(accounts CSV, rejects CSV, --stats JSON minus measured figures) of one run, as the CLI writes them."""
+    from shardpay.report import finish_stats
+
+    with shardpay.process(str(path), workers=workers, backend=backend) as result:
+        accounts, rejects, stats = io.StringIO(), io.StringIO(), io.StringIO()
+        write_accounts(accounts, result.accounts)
+        write_rejects(rejects, result.rejects())
+        write_stats(stats, _counted(finish_stats(result.stats)))
+    return accounts.getvalue(), rejects.getvalue(), stats.getvalue()
+
+
+def _counted(stats):
+    """The stats with measured figures (times, CPU, memory, pids, rates) removed; keys kept."""
+    if isinstance(stats, dict):
+        return {k: (None if k in _MEASURED or k.endswith(("_seconds", "_per_second")) else _counted(v))
+                for k, v in stats.items()}
+    if isinstance(stats, list):
+        return [_counted(v) for v in stats]
+    return stats
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CASES)
+def test_every_fixture_matches_local(local_ray, name):
+    path = FIXTURES / f"{name}.csv"
+    for workers in (1, 2, 4):
+        local = _outputs(path, workers, "local")
+        assert local[0] == (FIXTURES / f"{name}.expected.csv").read_text()
+        assert _outputs(path, workers, "ray") == local, workers
+
+
+def test_spec_example_matches_local(local_ray):
+    path = FIXTURES / "spec_example.csv"
+    assert _outputs(path, 2, "ray") == _outputs(path, 2, "local")
+
+
+def test_generated_messy_file_matches_local(local_ray, tmp_path):
+    from shardpay.generate import main as generate
+
+    path = tmp_path / "messy.csv"
+    generate(["200K", str(path), "--seed", "11", "--scenario", "messy"])
+    for workers in (1, 2, 4):
+        local = _outputs(path, workers, "local")
+        assert local[1].count("\n") > 5000  # the file does exercise rejects
+        assert _outputs(path, workers, "ray") == local, workers
+
+
+def test_bad_header_is_the_same_error(local_ray):
+    bad = FIXTURES / "errors" / "bad_header.csv"
+    with pytest.raises(InputError) as local:
+        shardpay.process(str(bad), workers=2)
+    with pytest.raises(InputError) as remote:
+        shardpay.process(str(bad), workers=2, backend="ray")
+    assert str(remote.value) == str(local.value)
+
+
+def test_strict_stops_at_the_same_reject(local_ray):
+    path = FIXTURES / "spec_example.csv"
+    with pytest.raises(shardpay.errors.StrictReject) as local:
+        shardpay.process(str(path), workers=2, strict=True)
+    with pytest.raises(shardpay.errors.StrictReject) as remote:
+        shardpay.process(str(path), workers=2, strict=True, backend="ray")
+    assert str(remote.value) == str(local.value)
+
+
+def test_engine_on_ray_matches_local_at_every_snapshot(local_ray):
+    data = (FIXTURES / "spec_example.csv").read_bytes() + b"deposit,3,90,1.25\ndispute,3,90\nwithdrawal,3,91,"
+    answers = {}
+    for backend in ("local", "ray"):
+        seen = []
+        with shardpay.Engine(workers=2, backend=backend) as engine:
+            for i in range(0, len(data), 7):  # rows split across feeds
+                engine.feed(data[i : i + 7])
+                if i % 35 == 0:
+                    seen.append((engine.snapshot(), engine.rejects()))
+            engine.feed(b"1\n")
+            seen.append((engine.snapshot(), engine.rejects()))
+        seen.append((engine.result.account_list(), list(engine.result.rejects())))
+        engine.result.close()
+        answers[backend] = seen
+    assert answers["ray"] == answers["local"]
+    assert any(a.client == 3 and a.held == 12500 for a in answers["ray"][-1][0])
+
+
+def test_a_dead_shard_actor_fails_the_run_naming_the_shard(local_ray):
+    engine = shardpay.Engine(workers=2, backend="ray")
+    engine.start()
+    try:
+        engine.feed(b"type,client,tx,amount\n" + b"".join(b"deposit,%d,%d,1\n" % (c, c) for c in range(1, 200)))
+        engine.snapshot()
+        ray.kill(engine._session.actors[1], no_restart=True)
+        t0 = time.monotonic()
+        with pytest.raises(ProcessDied, match=r"shard 1 .*died"):
+            for _ in range(1000):
+                engine.feed(b"".join(b"deposit,%d,%d,1\n" % (c, 1000 + c) for c in range(1, 200)))
+                engine.snapshot()
+        assert time.monotonic() - t0 < 30
+    finally:
+        engine.abort()
+
+
+def test_missing_ray_is_one_clear_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(BackendError, match=r"pip install 'shardpay\[ray\]'"):
+        shardpay.process(str(FIXTURES / "spec_example.csv"), backend="ray")
+    with pytest.raises(ValueError, match="unknown backend"):
+        shardpay.process(str(FIXTURES / "spec_example.csv"), backend="spark")
+
+
+def test_cli_without_ray_names_the_install_command():
+    code = ("import sys; sys.modules['ray'] = None; from shardpay.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, str(FIXTURES / "spec_example.csv"), "--backend", "ray"],
+                       capture_output=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stdout == b""
+    lines = r.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "pip install 'shardpay[ray]'" in lines[0], lines
+
+
+@pytest.mark.slow
+def test_cli_ray_backend_matches_local_bytes(tmp_path):
+    from shardpay.generate import main as generate
+
+    path = tmp_path / "messy.csv"
+    generate(["50K", str(path), "--seed", "4", "--scenario", "messy"])
+    outs = {}
+    for backend in ("local", "ray"):
+        rej = tmp_path / f"{backend}.rejects.csv"
+        r = subprocess.run([*shardpay_cmd(), str(path), "--workers", "2", "-q", "--backend", backend,
+                            "--rejects", str(rej)], capture_output=True, timeout=180)
+        assert r.returncode == 0, r.stderr.decode()
+        outs[backend] = (r.stdout, rej.read_bytes())
+    assert outs["ray"] == outs["local"]
+
+
+@pytest.mark.slow
+def test_cli_kill_one_shard_actor_mid_run(tmp_path):
+    import psutil
+
+    from shardpay.generate import main as generate
+
+    path = tmp_path / "uniform.csv"
+    generate(["1M", str(path), "--seed", "5", "--scenario", "uniform"])
+    out = tmp_path / "accounts.csv"
+    proc = subprocess.Popen([*shardpay_cmd(), str(path), "--workers", "2", "-q", "--backend", "ray",
+                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    killed = None
+    deadline = time.monotonic() + 120
+    try:
+        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+            for p in psutil.process_iter(["pid", "cmdline"]):
+                if (p.info["cmdline"] or [""])[0].startswith("ray::ShardActor.apply"):  # applying a frame
+                    os.kill(p.info["pid"], signal.SIGKILL)
+                    killed = p.info["pid"]
+                    break
+            time.sleep(0.02)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert killed is not None, "no shard actor was seen applying a frame"
+    assert proc.returncode == 1, stderr.decode()
+    message = stderr.decode().strip().splitlines()[-1]
+    assert "shard " in message and "died" in message and f"pid {killed}" in message, message
+    assert not out.exists() and stdout == b""
