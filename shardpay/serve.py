@@ -106,6 +106,8 @@ class ServeOptions:
     snapshot: str | None
     snapshot_every: float
     fsync: bool = True
+    backend: str = "local"
+    ray_address: str | None = None
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -161,9 +163,15 @@ def parse_args(argv: list[str]) -> ServeOptions:
                    help="seconds between snapshots (default 10)")
     p.add_argument("--no-fsync", dest="fsync", action="store_false",
                    help="flush the journal but do not fsync it (survives a server crash, not a power cut)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where the engine's shards run: local worker processes (default) or Ray actors")
+    p.add_argument("--ray-address", metavar="ADDR", help="with --backend ray: the Ray cluster to join")
     a = p.parse_args(argv)
+    if a.ray_address is not None and a.backend != "ray":
+        p.error("--ray-address needs --backend ray")
     return ServeOptions(host=a.listen[0], port=a.listen[1], workers=a.workers or default_workers(),
-                        journal=a.journal, snapshot=a.snapshot, snapshot_every=a.snapshot_every, fsync=a.fsync)
+                        journal=a.journal, snapshot=a.snapshot, snapshot_every=a.snapshot_every, fsync=a.fsync,
+                        backend=a.backend, ray_address=a.ray_address)
 
 
 @dataclass(eq=False)
@@ -441,7 +449,7 @@ class Server:
         raise_nofile_limit()
         # The engine forks first: before any thread exists, and before the listening
         # socket does (a child holding it would keep accepting after we stop).
-        self.engine = Engine(workers=opts.workers)
+        self.engine = Engine(workers=opts.workers, backend=opts.backend, ray_address=opts.ray_address)
         self.engine.start()
         try:
             server = await asyncio.start_server(self._handle, opts.host, opts.port, backlog=BACKLOG,

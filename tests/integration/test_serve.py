@@ -9,6 +9,7 @@ equals the model over that connection's rows alone.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import signal
@@ -132,10 +133,10 @@ async def load(port: int, payloads: list[bytes], acked: dict[int, bytes] | None 
     return await asyncio.gather(*(one(i, d) for i, d in enumerate(payloads)))
 
 
-def check_load(tmp_path: Path, conns: int, rows: int, timeout: float) -> None:
+def check_load(tmp_path: Path, conns: int, rows: int, timeout: float, *server_args: str) -> None:
     raise_nofile_limit()
     bodies = [conn_rows(i, rows) for i in range(conns)]
-    server = Serve(tmp_path, "--workers", "1")
+    server = Serve(tmp_path, "--workers", "1", *server_args)
     try:
         t0 = time.monotonic()
         answers = asyncio.run(asyncio.wait_for(load(server.port, [HEADER + b for b in bodies]), timeout))
@@ -159,6 +160,13 @@ def check_load(tmp_path: Path, conns: int, rows: int, timeout: float) -> None:
 
 def test_load_small(tmp_path):
     check_load(tmp_path, conns=200, rows=100, timeout=120)
+
+
+@pytest.mark.slow
+def test_load_small_with_shards_on_ray(tmp_path):
+    if not os.environ.get("CI"):
+        pytest.importorskip("ray")
+    check_load(tmp_path, 200, 100, 180, "--backend", "ray", "--workers", "2")
 
 
 @pytest.mark.slow
