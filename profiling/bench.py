@@ -85,15 +85,18 @@ def timed(cmd: list[str]) -> dict:
     return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "maxrss": ru.ru_maxrss * 1024}
 
 
-def bench_scenario(path: Path, rows: int, workers: list[int], repeat: int, model: bool) -> dict:
+def bench_scenario(path: Path, rows: int, workers: list[int], repeat: int, model: bool,
+                   backends: tuple[str, ...] = ("local",)) -> dict:
     exe = shardpay_exe()
     stats_file = Path(tempfile.mkstemp(prefix="shardpay-bench-", suffix=".json")[1])
     commands: list[tuple[str, list[str]]] = [("floor (wc -l)", ["wc", "-l", str(path)])]
     if model:
         commands.append(("reference model", [sys.executable, "-m", "shardpay.model", str(path)]))
-    for w in workers:
-        commands.append((f"shardpay --workers {w}",
-                         [exe, str(path), "--workers", str(w), "--quiet", "--stats", str(stats_file)]))
+    for backend in backends:
+        extra = [] if backend == "local" else ["--backend", backend]
+        for w in workers:
+            commands.append((" ".join(["shardpay", *extra, "--workers", str(w)]),
+                             [exe, str(path), *extra, "--workers", str(w), "--quiet", "--stats", str(stats_file)]))
     runs: dict[str, list[dict]] = {name: [] for name, _ in commands}
     for r in range(repeat):
         for name, cmd in commands:
@@ -252,6 +255,7 @@ def main() -> int:
     p.add_argument("--no-model", action="store_true", help="skip the reference implementation (slow on big files)")
     p.add_argument("--memory", action="store_true", help="fit peak RSS against stored deposits over --rows")
     p.add_argument("--reader-ceiling", metavar="N,N", help="run the reader alone with N draining workers")
+    p.add_argument("--backend", default="local", help="comma list of --backend values: local,ray")
     p.add_argument("--name", help="results file name (default from the arguments)")
     a = p.parse_args()
     workers = [int(x) for x in a.workers.split(",")]
@@ -281,7 +285,7 @@ def main() -> int:
                 md += [f"| {c['workers']} | {c['wall_median_s']:.2f} | {c['rows_per_s']:,} |" for c in ceiling]
                 md.append("")
                 continue
-            res = bench_scenario(path, rows, workers, a.repeat, not a.no_model)
+            res = bench_scenario(path, rows, workers, a.repeat, not a.no_model, tuple(a.backend.split(",")))
             res["scenario"] = scenario
             report["scenarios"].append(res)
             md.append(markdown(res, f"{scenario}, {rows:,} rows"))

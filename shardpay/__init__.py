@@ -8,6 +8,7 @@ The public API::
 
     shardpay.process(path_or_stream, workers=N)  -> RunResult   (one call, as the CLI)
     shardpay.Engine(workers=N)                   context manager: feed / snapshot / rejects / close
+        both take backend="local" (default) or "ray" (shards as Ray actors), ray_address=
     shardpay.Account                             client, available, held, total, locked
     shardpay.RejectRow                           line, type, client, tx, amount, reason, detail
     shardpay.ShardpayError and its subclasses    (shardpay.errors)
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from .engine import Account, Engine, RunResult, default_workers, process, run
     from .errors import (
+        BackendError,
         InputError,
         Interrupted,
         OutputError,
@@ -36,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # engine with the signals held instead.
 _LAZY = {
     **dict.fromkeys(("Account", "Engine", "RunResult", "default_workers", "process", "run"), "engine"),
-    **dict.fromkeys(("InputError", "Interrupted", "OutputError", "ProcessDied", "RingError", "ShardpayError",
+    **dict.fromkeys(("BackendError", "InputError", "Interrupted", "OutputError", "ProcessDied", "RingError", "ShardpayError",
                      "StrictReject"), "errors"),
     "RejectRow": "rejects",
 }
@@ -59,6 +61,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Account",
+    "BackendError",
     "Engine",
     "InputError",
     "Interrupted",
