@@ -8,8 +8,8 @@ Per input chunk (:data:`CHUNK_BYTES` of whole lines):
 1. :func:`shardpay.decode.decode_chunk` decodes it (msgspec fast path, exact
    path for the lines that need it); invalid rows become rejects.
 2. The global tx-id claim (SPEC "Transactions": the first well-formed deposit
-   or withdrawal with an id claims it): one set operation per block in the
-   usual case, a per-row loop only for blocks that hold a duplicate. A row
+   or withdrawal with an id claims it): BitMap operations on the whole
+   block; only the rows of a duplicated id are then visited one by one. A row
    whose id is already claimed is forwarded with kind ``+ DUPLICATE`` so its
    worker still creates the account and rejects it as ``duplicate_tx``.
 3. Rows are hash-partitioned by client onto the shards and packed as one
@@ -24,8 +24,10 @@ a ``set`` per row (profiling/README.md has the figures).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, contains
 from typing import BinaryIO
 
 import msgspec
@@ -40,13 +42,13 @@ __all__ = ["CHUNK_BYTES", "MAX_LINE_BYTES", "Reader", "pack_frame", "unpack_fram
 CHUNK_BYTES = 256 * 1024
 """Bytes read per chunk: larger amortises per-call costs, smaller keeps frames in cache."""
 RECENT_CLAIMS = 1 << 18
-"""Out-of-order claims held in a set before one merge into the BitMap: larger merges
-less often (cheaper per id), smaller keeps the set's ~60 bytes an id bounded."""
+"""No longer used: claims go straight into the BitMap, a block at a time (kept for old callers)."""
 MAX_LINE_BYTES = 1 << 20
 """A line longer than this is rejected (``invalid_row``) without being held in memory."""
 
 _BOM = b"\xef\xbb\xbf"
 _COLUMNS = [attrgetter("kind"), attrgetter("client"), attrgetter("tx"), attrgetter("amount")]
+_TX = _COLUMNS[2]
 
 
 def shard_of(workers: int) -> bytes:
@@ -114,7 +116,6 @@ class Reader:
         self.workers = len(sinks)
         self.shard = shard_of(self.workers)
         self.claimed = BitMap()
-        self._recent: set[int] = set()  # claims not yet merged into ``claimed``
         self._max_claimed = -1
         self.rows = 0
         self.invalid = 0
@@ -284,53 +285,57 @@ class Reader:
     def _claim(self, block: list) -> None:
         """Claim the tx ids of a chunk's deposits/withdrawals (in line order); mark duplicates in place.
 
-        Rising ids (the usual partner file): every id of the block is above
-        the largest claimed one, so only the block itself can hold a
-        duplicate; one BitMap union claims them (~20 ns an id). Other ids are
-        checked against the BitMap and a set of recent claims, which is merged
-        into the BitMap every :data:`RECENT_CLAIMS` ids: random u32 ids each
-        land in a different roaring container, and merging them one block at
-        a time would cost ~1 µs an id.
+        No Python step per id: rising ids (the usual partner file) are all
+        above the largest claimed one, so only the block itself can hold a
+        duplicate, and one BitMap union claims them (~20 ns an id). Other ids
+        (``sparse``: random u32 ids) are looked up in the BitMap by one
+        C-level ``map`` and added by one ``update`` (~0.5 µs an id, most of
+        it roaring's container search; a union of a block BitMap costs more,
+        since building one for random ids inserts a container per id). Only
+        rows whose id is already claimed, or repeats inside the block, are
+        then visited one by one (random u32 ids collide about once a chunk
+        at 2M rows: birthday collisions).
         """
         txs = [r.tx for r in block if r.kind <= WITHDRAWAL]
         if not txs:
             return
+        claimed = self.claimed
         if min(txs) > self._max_claimed:
             new = BitMap(txs)
             if len(new) == len(txs):
-                self.claimed |= new
+                claimed |= new
                 self._max_claimed = new.max()
                 return
-        elif (
-            len(set(txs)) == len(txs)
-            and self._recent.isdisjoint(txs)
-            and not any(map(self.claimed.__contains__, txs))
-        ):
-            self._add_recent(txs)
-            return
-        # The block holds a duplicate: decide row by row, in file order.
-        claimed, recent = self.claimed, self._recent
-        for i, r in enumerate(block):
-            if r.kind <= WITHDRAWAL:
-                if r.tx in claimed or r.tx in recent:
-                    block[i] = _Duplicate(r.client, r.tx, r.amount, r.kind + DUPLICATE)
-                else:
-                    recent.add(r.tx)
-        self._add_recent(())
+            old: set[int] = set()  # every id is above the claimed ones: only in-block repeats
+            unique = False
+        else:
+            flags = list(map(contains, repeat(claimed), txs))
+            old = set(compress(txs, flags)) if True in flags else set()
+            unique = len(set(txs)) == len(txs)
+            if unique and not old:
+                claimed.update(txs)
+                self._max_claimed = max(self._max_claimed, max(txs))
+                return
+        # Some rows are duplicates: every row of an id claimed before this
+        # block, and every occurrence after the first of an id new to it.
+        suspects = old if unique else old | {tx for tx, n in Counter(txs).items() if n > 1}
+        ids = list(map(_TX, block))
+        for tx in suspects:
+            first = tx not in old
+            i = ids.index(tx)
+            while True:
+                r = block[i]
+                if r.kind <= WITHDRAWAL:
+                    if first:
+                        first = False
+                    else:
+                        block[i] = _Duplicate(r.client, r.tx, r.amount, r.kind + DUPLICATE)
+                try:
+                    i = ids.index(tx, i + 1)
+                except ValueError:
+                    break
+        claimed.update(txs)
         self._max_claimed = max(self._max_claimed, max(txs))
-
-    def _add_recent(self, txs: list[int] | tuple[()]) -> None:
-        if txs:
-            self._recent.update(txs)
-            self._max_claimed = max(self._max_claimed, max(txs))
-        if len(self._recent) >= RECENT_CLAIMS:
-            self.flush_claims()
-
-    def flush_claims(self) -> None:
-        """Merge the recent claims into the compressed BitMap."""
-        if self._recent:
-            self.claimed |= BitMap(self._recent)
-            self._recent.clear()
 
 
 class _Duplicate:

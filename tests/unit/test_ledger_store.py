@@ -1,0 +1,151 @@
+"""The ledger's store of out-of-order tx ids (ids lower than the last one stored).
+
+Such ids go to bucketed sorted arrays (``Ledger.buckets``, by the id's low 16
+bits) with their amount, client and state in slot arrays; ids that share a
+bucket, ids at the u32 limits, lookups in the same ``apply`` call as the
+store and in later calls must all behave exactly like the rising store.
+"""
+
+import random
+import sys
+
+import pytest
+
+from shardpay import model
+from shardpay.decode import CHARGEBACK, DEPOSIT, DISPUTE, KIND_NAMES, RESOLVE, WITHDRAWAL
+from shardpay.ledger import DUPLICATE, REASONS, Ledger
+
+U = 10_000
+U32_MAX = 2**32 - 1
+
+
+def _rows(lines, kinds, clients, txs, amounts):
+    return list(lines), list(kinds), list(clients), list(txs), list(amounts)
+
+
+def test_out_of_order_deposits_then_dispute_resolve_chargeback_across_calls():
+    lg = Ledger()
+    lg.apply_one(2, DEPOSIT, 1, 4_000_000_000, 5 * U)  # rising store: the largest id first
+    # out of order, three of them in one bucket (same low 16 bits)
+    same_bucket = [7 << 16 | 99, 3 << 16 | 99, 11 << 16 | 99]
+    lg.apply(*_rows([3, 4, 5, 6], [DEPOSIT, DEPOSIT, WITHDRAWAL, DEPOSIT], [1, 2, 1, 1],
+                    same_bucket + [0], [2 * U, 3 * U, U, 4 * U]))
+    assert lg.rejects == []
+    assert lg.stored() == 5
+    assert sum(map(len, lg.buckets)) == 4 and len(lg.buckets[99]) == 3
+    assert list(lg.buckets[99]) == sorted(lg.buckets[99])
+    assert lg.apply_one(7, DISPUTE, 1, same_bucket[0]) is None
+    assert (lg.available[1], lg.held[1]) == (8 * U, 2 * U)
+    assert lg.apply_one(8, DISPUTE, 1, same_bucket[0]) == "already_disputed"
+    assert lg.apply_one(9, DISPUTE, 1, same_bucket[2]) == "not_disputable"  # a withdrawal
+    assert lg.apply_one(10, DISPUTE, 2, same_bucket[0]) == "unknown_tx"  # another client's deposit
+    assert lg.apply_one(11, DISPUTE, 1, 5 << 16 | 99) == "unknown_tx"  # same bucket, never stored
+    assert lg.apply_one(12, RESOLVE, 1, same_bucket[0]) is None
+    assert lg.apply_one(13, RESOLVE, 1, same_bucket[0]) == "not_disputed"
+    assert lg.apply_one(14, DISPUTE, 2, same_bucket[1]) is None
+    assert lg.apply_one(15, CHARGEBACK, 2, same_bucket[1]) is None
+    assert (lg.available[2], lg.held[2], lg.locked[2]) == (0, 0, 1)
+    assert lg.apply_one(16, DISPUTE, 1, 0) is None  # tx 0, the lowest id
+    assert lg.apply_one(17, CHARGEBACK, 1, 0) is None
+    assert (lg.available[1], lg.held[1], lg.locked[1]) == (6 * U, 0, 1)
+
+
+def test_lookup_in_the_same_call_as_the_store():
+    lg = Ledger()
+    lg.apply_one(2, DEPOSIT, 1, 1000, U)
+    lg.apply(*_rows(range(3, 8), [DEPOSIT, DISPUTE, RESOLVE, DISPUTE, CHARGEBACK],
+                    [1, 1, 1, 1, 1], [500, 500, 500, 500, 500], [2 * U, 0, 0, 0, 0]))
+    assert lg.rejects == []
+    assert (lg.available[1], lg.held[1], lg.locked[1]) == (U, 0, 1)
+
+
+def test_u32_limit_ids_and_a_full_bucket_stay_sorted():
+    lg = Ledger()
+    lg.apply_one(2, DEPOSIT, 3, U32_MAX, U)
+    ids = [k << 16 for k in range(1000)]  # all in bucket 0, stored in random order
+    random.Random(1).shuffle(ids)
+    lg.apply(*_rows(range(3, 1003), [DEPOSIT] * 1000, [3] * 1000, ids, [1] * 1000))
+    assert list(lg.buckets[0]) == sorted(lg.buckets[0]) and len(lg.buckets[0]) == 1000
+    for line, tx in enumerate(ids[::7], 2000):
+        assert lg.apply_one(line, DISPUTE, 3, tx) is None
+    assert lg.apply_one(3000, DISPUTE, 3, U32_MAX) is None
+    assert lg.held[3] == len(ids[::7]) + U
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_the_model_with_out_of_order_ids(seed):
+    """Random rows over ids that collide in buckets, fed in calls of random size; every reason and balance as the model."""
+    r = random.Random(seed)
+    pool = [r.randrange(64) << 16 | r.choice([0, 1, 65535]) for _ in range(150)] + [0, U32_MAX]
+    pool += [r.randrange(2**32) for _ in range(100)]
+    clients = [0, 1, 2, 3, 4, 5, 6, 65535]
+    oracle = model.Ledger()
+    lg = Ledger()
+    claimed: set[int] = set()
+    stored: list[tuple[int, int]] = []
+    rows, want = [], {}
+    for line in range(2, 3000):
+        kind = r.choice([DEPOSIT] * 4 + [WITHDRAWAL] * 2 + [DISPUTE] * 3 + [RESOLVE] * 2 + [CHARGEBACK])
+        if kind <= WITHDRAWAL:
+            client, tx = r.choice(clients), r.choice(pool)
+            amount = r.choice([1, U, 7 * U, 123_456])
+        else:
+            client, tx = r.choice(stored) if stored and r.random() < 0.8 else (r.choice(clients), r.choice(pool))
+            amount = 0
+        reason = oracle.apply(KIND_NAMES[kind], client, tx, amount)
+        want[line] = reason
+        code = kind
+        if kind <= WITHDRAWAL:
+            if tx in claimed:
+                code = kind + DUPLICATE
+            claimed.add(tx)
+            if reason is None:
+                stored.append((client, tx))
+        rows.append((line, code, client, tx, amount))
+    i = 0
+    while i < len(rows):
+        n = r.choice([1, 2, 17, 200])
+        lg.apply(*map(list, zip(*rows[i : i + n])))
+        i += n
+    got = dict.fromkeys(want)
+    for rec in lg.rejects:
+        got[rec[0]] = REASONS[rec[1]]
+    assert got == want
+    assert any(v is None for v in want.values()) and sum(map(len, lg.buckets)) > 20
+    clients_, available, held, locked = lg.snapshot()
+    assert list(clients_) == sorted(oracle.accounts)
+    for c, a, h, lk in zip(clients_, available, held, locked):
+        acct = oracle.accounts[c]
+        assert (a, h, bool(lk)) == (acct.available, acct.held, acct.locked)
+
+
+def _store_bytes(lg: Ledger) -> int:
+    parts = [lg.o_amounts, lg.o_clients, lg.o_states]
+    return sum(map(sys.getsizeof, parts)) + sum(map(sys.getsizeof, lg.buckets or ()))
+
+
+def test_out_of_order_store_grows_by_at_most_40_bytes_a_transaction():
+    """issue 9: <= 40 bytes per stored deposit (the ~4 MB of empty buckets is a fixed cost)."""
+    r = random.Random(2)
+    lg = Ledger()
+    lg.apply_one(1, DEPOSIT, 1, U32_MAX, 1)
+    sizes = []
+    for step in range(3):
+        n = 100_000
+        txs = [r.randrange(U32_MAX) for _ in range(n)]
+        clients = [r.randrange(65536) for _ in range(n)]
+        amounts = [r.randrange(1, 10**6) for _ in range(n)]
+        lg.apply(*_rows(range(n), [DEPOSIT] * n, clients, txs, amounts))
+        sizes.append((lg.stored(), _store_bytes(lg)))
+    (n1, b1), (n2, b2) = sizes[0], sizes[-1]
+    per_tx = (b2 - b1) / (n2 - n1)
+    assert per_tx <= 40, per_tx
+    # the last ones stored (slots past 2**16, 2**17) are found with their own amount
+    seen = set()
+    for i in range(0, n, 997):
+        if txs[i] in seen or clients[i] in seen:
+            continue
+        seen.update((txs[i], clients[i]))
+        held = lg.held[clients[i]]
+        assert lg.apply_one(n + i, DISPUTE, clients[i], txs[i]) is None
+        assert lg.held[clients[i]] == held + amounts[i]

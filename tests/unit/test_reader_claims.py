@@ -1,0 +1,78 @@
+"""The reader's global tx-id claim on chunk-sized blocks (``Reader._claim``).
+
+A block's ids are checked and claimed with BitMap operations; only the rows
+of an id claimed earlier, or repeated inside the block, are visited one by
+one. Whatever the mix, the marks must equal a plain set's, in file order.
+"""
+
+import random
+
+import pytest
+
+from shardpay.decode import DEPOSIT, DISPUTE, Deposit, Dispute, Withdrawal
+from shardpay.ledger import DUPLICATE
+from shardpay.reader import Reader
+
+
+def _check(blocks):
+    reader = Reader(None, [lambda f: None], list)
+    seen: set[int] = set()
+    for block in blocks:
+        want = []
+        for row in block:
+            if isinstance(row, Dispute):
+                want.append(row.kind)
+            else:
+                want.append(row.kind + DUPLICATE if row.tx in seen else row.kind)
+                seen.add(row.tx)
+        rows = [(r.client, r.tx, getattr(r, "amount", 0)) for r in block]
+        reader._claim(block)
+        assert [r.kind for r in block] == want
+        assert [(r.client, r.tx, getattr(r, "amount", 0)) for r in block] == rows
+    assert set(reader.claimed) == seen
+
+
+def _row(rng, tx):
+    cls = rng.choice([Deposit, Deposit, Withdrawal, Dispute])
+    return cls(rng.randrange(65536), tx, 7) if cls is not Dispute else cls(rng.randrange(65536), tx)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_u32_ids_in_big_blocks_with_collisions(seed):
+    rng = random.Random(seed)
+    claimed: list[int] = []
+    blocks = []
+    for _ in range(40):
+        block = []
+        for _ in range(rng.randrange(1, 3000)):
+            p = rng.random()
+            if p < 0.01 and claimed:
+                tx = rng.choice(claimed)  # an id claimed by an earlier block
+            elif p < 0.02 and block:
+                tx = rng.choice(block).tx  # an id earlier in this block
+            else:
+                tx = rng.randrange(2**32)
+            row = _row(rng, tx)
+            block.append(row)
+        claimed.extend(r.tx for r in block)
+        blocks.append(block)
+    _check(blocks)
+
+
+def test_rising_blocks_with_repeats_inside_and_then_random_ids():
+    rng = random.Random(9)
+    blocks = [
+        [Deposit(1, 10, 1), Deposit(2, 11, 1), Withdrawal(1, 11, 1), Dispute(1, 11), Deposit(3, 12, 1), Deposit(3, 11, 1)],
+        [Deposit(1, 13, 1), Dispute(2, 13), Deposit(1, 14, 1)],  # rising, no repeat: the union path
+        [Deposit(1, 5, 1), Deposit(1, 14, 1), Dispute(1, 5), Withdrawal(1, 5, 1)],  # below the largest claim
+        [Deposit(1, 2**32 - 1, 1), Deposit(1, 0, 1), Deposit(1, 0, 1), Deposit(1, 2**32 - 1, 1)],
+        [_row(rng, rng.randrange(2**32)) for _ in range(500)],
+        [Dispute(1, 99), Dispute(1, 99)],  # references only: nothing to claim
+    ]
+    _check(blocks)
+
+
+def test_a_reference_row_with_a_claimed_id_is_never_marked():
+    blocks = [[Deposit(1, 7, 1)], [Dispute(1, 7), Deposit(2, 3, 1), Dispute(2, 3), Deposit(2, 7, 1), Dispute(1, 7)]]
+    _check(blocks)
+    assert [r.kind for r in blocks[1]] == [DISPUTE, DEPOSIT, DISPUTE, DEPOSIT + DUPLICATE, DISPUTE]
