@@ -265,6 +265,7 @@ class RaySession:
         self._tick: Callable[[], None] = lambda: None
         self._stop = threading.Event()
         self._owns_ray = False
+        self._sigterm: Any = None
         self._error: InputError | None = None
         try:
             self._connect(address)
@@ -279,7 +280,7 @@ class RaySession:
             return
         if address:
             _probe(address)
-        sigterm = signal.getsignal(signal.SIGTERM)  # ray.init installs its own: keep the caller's
+        self._sigterm = signal.getsignal(signal.SIGTERM)
         # Ray's driver prints cluster error messages (a dead worker, ...) to
         # sys.stdout from a thread (ray/_private/worker.py, listen_error_messages);
         # stdout is where the accounts go, so Ray gets stderr until close().
@@ -287,8 +288,16 @@ class RaySession:
         sys.stdout = sys.stderr
         self._owns_ray = True
         try:
-            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                     logging_level="WARNING", configure_logging=True)
+            try:
+                ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                         logging_level="ERROR", configure_logging=True)
+            except SystemExit as stop:
+                # ray.init's own SIGTERM handler during start-up is sys.exit(15): hand the
+                # signal to the caller's handler instead (the CLI's reports exit 143).
+                if stop.code == signal.SIGTERM and callable(self._sigterm):
+                    self._restore_sigterm()
+                    self._sigterm(signal.SIGTERM, None)
+                raise
         except Exception as err:  # noqa: BLE001 - Ray raises many kinds; the message is what matters
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             hint = ""
@@ -297,8 +306,16 @@ class RaySession:
                         "Ray 2.59, is joined with RAY_AUTH_MODE=token and its token: see `ray get-auth-token`)")
             raise BackendError(f"cannot start or join {where}: {_first_line(err)}{hint}") from None
         finally:
-            if threading.current_thread() is threading.main_thread():
-                signal.signal(signal.SIGTERM, sigterm)
+            self._restore_sigterm()
+
+    def _restore_sigterm(self) -> None:
+        """Put the caller's SIGTERM handler back: ray.init installs two of its own (sys.exit,
+        then its C++ core worker's, which dies with the signal) and ray.shutdown resets
+        SIGTERM to the default. A SIGTERM in the moments between the C++ handler's
+        installation and this call still ends the process with status 143 and no output,
+        but without the caller's message."""
+        if threading.current_thread() is threading.main_thread() and self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
 
     def _start(self) -> None:
         ray = self.ray
@@ -434,6 +451,7 @@ class RaySession:
             try:
                 ray.shutdown()
             finally:
+                self._restore_sigterm()
                 sys.stdout = self._stdout
         if not self.ok:
             while self.spools:

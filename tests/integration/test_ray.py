@@ -207,3 +207,35 @@ def test_cli_kill_one_shard_actor_mid_run(tmp_path):
     message = stderr.decode().strip().splitlines()[-1]
     assert "shard " in message and "died" in message and f"pid {killed}" in message, message
     assert not out.exists() and stdout == b""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_cli_interrupted_mid_run_on_ray(tmp_path, sig):
+    import psutil
+
+    from shardpay.generate import main as generate
+
+    path = tmp_path / "uniform.csv"
+    generate(["1M", str(path), "--seed", "5", "--scenario", "uniform"])
+    out = tmp_path / "accounts.csv"
+    proc = subprocess.Popen([*shardpay_cmd(), str(path), "--workers", "2", "-q", "--backend", "ray",
+                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any((p.info["cmdline"] or [""])[0].startswith("ray::ShardActor.apply")
+                   for p in psutil.process_iter(["cmdline"])):
+                break
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        t0 = time.monotonic()
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 128 + sig, stderr.decode()
+    assert stderr.decode().strip().splitlines()[-1] == f"shardpay: error: interrupted by {signal.Signals(sig).name}"
+    assert not out.exists() and stdout == b""
+    assert time.monotonic() - t0 < 15
