@@ -176,8 +176,9 @@ def test_cli_ray_backend_matches_local_bytes(tmp_path):
     assert outs["ray"] == outs["local"]
 
 
-@pytest.mark.slow
-def test_cli_kill_one_shard_actor_mid_run(tmp_path):
+def _ray_run_applying(tmp_path):
+    """A CLI run with --backend ray on a generated 1M-row file, once a shard actor is seen
+    applying a frame: ``(process, output path, pid of that actor or None)``."""
     import psutil
 
     from shardpay.generate import main as generate
@@ -188,47 +189,37 @@ def test_cli_kill_one_shard_actor_mid_run(tmp_path):
     proc = subprocess.Popen([*shardpay_cmd(), str(path), "--workers", "2", "-q", "--backend", "ray",
                              "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
-    killed = None
     deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            if (p.info["cmdline"] or [""])[0].startswith("ray::ShardActor.apply"):  # applying a frame
+                return proc, out, p.info["pid"]
+        time.sleep(0.02)
+    return proc, out, None
+
+
+@pytest.mark.slow
+def test_cli_kill_one_shard_actor_mid_run(tmp_path):
+    proc, out, actor = _ray_run_applying(tmp_path)
     try:
-        while killed is None and time.monotonic() < deadline and proc.poll() is None:
-            for p in psutil.process_iter(["pid", "cmdline"]):
-                if (p.info["cmdline"] or [""])[0].startswith("ray::ShardActor.apply"):  # applying a frame
-                    os.kill(p.info["pid"], signal.SIGKILL)
-                    killed = p.info["pid"]
-                    break
-            time.sleep(0.02)
+        assert actor is not None, "no shard actor was seen applying a frame"
+        os.kill(actor, signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert killed is not None, "no shard actor was seen applying a frame"
     assert proc.returncode == 1, stderr.decode()
     message = stderr.decode().strip().splitlines()[-1]
-    assert "shard " in message and "died" in message and f"pid {killed}" in message, message
+    assert "shard " in message and "died" in message and f"pid {actor}" in message, message
     assert not out.exists() and stdout == b""
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_cli_interrupted_mid_run_on_ray(tmp_path, sig):
-    import psutil
-
-    from shardpay.generate import main as generate
-
-    path = tmp_path / "uniform.csv"
-    generate(["1M", str(path), "--seed", "5", "--scenario", "uniform"])
-    out = tmp_path / "accounts.csv"
-    proc = subprocess.Popen([*shardpay_cmd(), str(path), "--workers", "2", "-q", "--backend", "ray",
-                             "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc, out, actor = _ray_run_applying(tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if any((p.info["cmdline"] or [""])[0].startswith("ray::ShardActor.apply")
-                   for p in psutil.process_iter(["cmdline"])):
-                break
-            time.sleep(0.02)
+        assert actor is not None, "no shard actor was seen applying a frame"
         proc.send_signal(sig)
         t0 = time.monotonic()
         stdout, stderr = proc.communicate(timeout=60)
