@@ -11,25 +11,28 @@ Data layout, chosen for speed and compactness (client ids are u16):
   ``held``); ``locked`` and ``exists`` are bytearrays of 65,536 flags.
 * stored transactions (accepted deposits, and accepted withdrawals so a
   dispute of one is ``not_disputable``): rising tx ids, the usual case, go to
-  four parallel arrays (tx u32, amount i64, client u16, state u8: 15 bytes
-  a transaction plus array slack) searched with ``bisect``.
+  four parallel arrays (tx u32, amount u64, client u32, state u8: 17 bytes
+  a transaction plus array slack; amounts of stored transactions are always
+  positive, and the unsigned typecodes store without ``PyArg_Parse``),
+  plus every :data:`STRIDE`-th id in a list (~1.3 bytes a transaction). A
+  lookup bisects that list, then :data:`STRIDE` ids of the array.
 * a tx id lower than the last stored one (out of order: ``sparse`` files)
-  is stored by slot (insertion order) in three arrays (amount i64, client
-  u16, state u8) and indexed in one of :data:`BUCKETS` sorted
-  ``array('Q')`` buckets, chosen by the id's low 16 bits, of keys
-  ``tx << 32 | slot``: ``bisect.insort`` to add (a memmove of a bucket of
-  about n/65,536 keys), ``bisect`` to find. 19 bytes a transaction plus
-  array slack and ~4 MB of buckets, made on the first out-of-order id.
-  (Measured against the alternatives in ``profiling/README.md``: a dict
-  costs ~200 bytes a transaction; sorted runs merged LSM-style cost more
-  time in sorting and merging than they save.)
+  is stored by slot (insertion order) in three arrays (amount u64, client
+  u32, state u8) and indexed in one of :data:`BUCKETS` sorted u64 arrays,
+  chosen by the id's low 16 bits, of keys ``tx << 32 | slot``: ``bisect``
+  and ``insert`` to add (a memmove of a bucket of about n/65,536 keys),
+  ``bisect`` to find. ~22 bytes a transaction with array slack, plus ~5 MB
+  of buckets made on the first out-of-order id. When this store holds most
+  transactions, lookups try it first. (Measured against the alternatives in
+  ``profiling/README.md``: the dict used before costs ~200 bytes a
+  transaction; sorted runs merged LSM-style cost more time in sorting and
+  merging than they save.)
 """
 
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left, insort
-
+from bisect import bisect_left, bisect_right
 
 from .money import MAX_UNITS, MIN_UNITS
 
@@ -69,10 +72,15 @@ DUPLICATE = 8
 # Stored transaction states.
 SETTLED, DISPUTED, CHARGED_BACK, WITHDRAWN = range(4)
 
+U64 = "L" if array("L").itemsize == 8 else "Q"
+"""Typecode of unsigned 64-bit arrays: ``L`` where long is 64-bit (stores through
+``PyLong_AsUnsignedLong``, several times cheaper than ``Q``'s byte-array path
+and than the ``PyArg_Parse`` of the signed types ``q`` and ``H``)."""
+STRIDE = 32
+"""Every STRIDE-th rising id is kept in a list too: a lookup bisects that list
+(cheap probes), then STRIDE ids of the array (each probe there makes an int)."""
 BUCKETS = 1 << 16
-"""Buckets of the out-of-order store, chosen by ``tx & (BUCKETS - 1)``."""
-SLOT_BITS = 32
-SLOT_MASK = (1 << SLOT_BITS) - 1
+"""Buckets of the out-of-order store, chosen by ``tx & 0xFFFF`` (a literal in the hot loop)."""
 
 REJECT_FIELDS = 7
 """A reject is a tuple of 7 ints: line, reason, kind, client, tx, amount, aux (see :meth:`Ledger.apply`)."""
@@ -95,13 +103,14 @@ class Ledger:
         self.exists = bytearray(65536)
         # rising tx ids: parallel arrays
         self.tx_ids = array("I")
-        self.amounts = array("q")
-        self.clients = array("H")
+        self.amounts = array(U64)
+        self.clients = array("I")
+        self.starts: list[int] = []  # tx_ids[::STRIDE], to bisect a list first (no int made per probe)
         self.states = bytearray()
         # out-of-order tx ids: amount, client and state by slot (insertion
         # order), and buckets of sorted keys tx << 32 | slot (None until needed)
-        self.o_amounts = array("q")
-        self.o_clients = array("H")
+        self.o_amounts = array(U64)
+        self.o_clients = array("I")
         self.o_states = bytearray()
         self.buckets: list[array] | None = None
         self.rejects: list[tuple[int, int, int, int, int, int, int]] = []
@@ -127,6 +136,8 @@ class Ledger:
         """
         available, held, locked, exists = self.available, self.held, self.locked, self.exists
         tx_ids, st_amounts, st_clients, states = self.tx_ids, self.amounts, self.clients, self.states
+        starts, n_old = self.starts, len(self.tx_ids)
+        others_first = self.buckets is not None and len(self.o_states) > n_old
         buckets = self.buckets
         o_amounts, o_clients, o_states = self.o_amounts, self.o_clients, self.o_states
         o_add_amount, o_add_client, o_add_state = o_amounts.append, o_clients.append, o_states.append
@@ -176,28 +187,45 @@ class Ledger:
                     last_tx = tx
                 else:  # out of order: payload in the slot arrays, key in a bucket
                     if buckets is None:
-                        buckets = self.buckets = [array("Q") for _ in range(BUCKETS)]
-                    insort(buckets[tx & 0xFFFF], tx << 32 | len(o_states))
+                        buckets = self.buckets = [array(U64) for _ in range(BUCKETS)]
+                    keys = buckets[tx & 0xFFFF]
+                    key = tx << 32 | len(o_states)
+                    keys.insert(bisect_left(keys, key), key)
                     o_add_amount(amt)
                     o_add_client(c)
                     o_add_state(state)
                 continue
-            # dispute, resolve, chargeback: find the stored tx
-            if tx > last_old:  # stored by this call, or unknown
-                ids, amts, cls, sts = new_ids, new_amounts, new_clients, new_states
-            else:
-                ids, amts, cls, sts = tx_ids, st_amounts, st_clients, states
-            i = bisect_left(ids, tx)
-            if i == len(ids) or ids[i] != tx:
-                if buckets is None:
-                    reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
-                    continue
+            # dispute, resolve, chargeback: find the stored tx (in the
+            # out-of-order store first when it holds most transactions)
+            slot = -1
+            if others_first:
                 keys = buckets[tx & 0xFFFF]
                 i = bisect_left(keys, tx << 32)
-                if i == len(keys) or keys[i] >> 32 != tx:
-                    reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
-                    continue
-                i = keys[i] & 0xFFFFFFFF
+                if i < len(keys) and keys[i] >> 32 == tx:
+                    slot = keys[i] & 0xFFFFFFFF
+            if slot < 0:
+                if tx > last_old:  # stored by this call, or unknown
+                    ids, amts, cls, sts = new_ids, new_amounts, new_clients, new_states
+                    i = bisect_left(ids, tx)
+                else:  # a list of every STRIDE-th id, then STRIDE ids of the array
+                    ids, amts, cls, sts = tx_ids, st_amounts, st_clients, states
+                    lo = (bisect_right(starts, tx) - 1) * STRIDE
+                    if lo < 0:
+                        lo = 0
+                    hi = lo + STRIDE
+                    i = bisect_left(ids, tx, lo, hi if hi < n_old else n_old)
+                if i == len(ids) or ids[i] != tx:
+                    if buckets is None or others_first:
+                        reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
+                        continue
+                    keys = buckets[tx & 0xFFFF]
+                    i = bisect_left(keys, tx << 32)
+                    if i == len(keys) or keys[i] >> 32 != tx:
+                        reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
+                        continue
+                    slot = keys[i] & 0xFFFFFFFF
+            if slot >= 0:
+                i = slot
                 amts, cls, sts = o_amounts, o_clients, o_states
             if cls[i] != c:
                 reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
@@ -239,6 +267,7 @@ class Ledger:
             sts[i] = st
         if new_ids:
             tx_ids.extend(new_ids)
+            starts.extend(tx_ids[len(starts) * STRIDE :: STRIDE])
             st_amounts.extend(new_amounts)
             st_clients.extend(new_clients)
             states.extend(new_states)

@@ -149,3 +149,29 @@ def test_out_of_order_store_grows_by_at_most_40_bytes_a_transaction():
         held = lg.held[clients[i]]
         assert lg.apply_one(n + i, DISPUTE, clients[i], txs[i]) is None
         assert lg.held[clients[i]] == held + amounts[i]
+
+
+@pytest.mark.parametrize("first_call", [1, 31, 32, 33, 100])
+def test_rising_store_lookups_across_stride_blocks_and_calls(first_call):
+    """Rising ids are found through the list of every STRIDE-th id, whatever the call sizes; gaps are unknown."""
+    r = random.Random(first_call)
+    ids, tx = [], 100
+    for _ in range(700):
+        tx += r.choice([1, 1, 2, 5, 1000])
+        ids.append(tx)
+    lg = Ledger()
+    done = 0
+    for n in [first_call] + [r.randrange(1, 80) for _ in range(100)]:
+        part = ids[done : done + n]
+        lg.apply(*_rows(range(done, done + len(part)), [DEPOSIT] * len(part), [4] * len(part), part, [U] * len(part)))
+        done += len(part)
+    assert done == len(ids) and lg.buckets is None and lg.stored() == len(ids)
+    stored = set(ids)
+    line = 10_000
+    for tx in ids[::3]:  # each one a deposit of U: a dispute moves U to held
+        line += 1
+        assert lg.apply_one(line, DISPUTE, 4, tx) is None
+    assert lg.held[4] == len(ids[::3]) * U
+    for tx in [0, 99, 100, ids[-1] + 1] + [t + 1 for t in ids[::5] if t + 1 not in stored]:
+        line += 1
+        assert lg.apply_one(line, DISPUTE, 4, tx) == "unknown_tx"
