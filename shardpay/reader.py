@@ -285,57 +285,76 @@ class Reader:
     def _claim(self, block: list) -> None:
         """Claim the tx ids of a chunk's deposits/withdrawals (in line order); mark duplicates in place.
 
-        No Python step per id: rising ids (the usual partner file) are all
+        No Python step per id. Rising ids (the usual partner file) are all
         above the largest claimed one, so only the block itself can hold a
-        duplicate, and one BitMap union claims them (~20 ns an id). Other ids
-        (``sparse``: random u32 ids) are looked up in the BitMap by one
-        C-level ``map`` and added by one ``update`` (~0.5 µs an id, most of
-        it roaring's container search; a union of a block BitMap costs more,
-        since building one for random ids inserts a container per id). Only
-        rows whose id is already claimed, or repeats inside the block, are
-        then visited one by one (random u32 ids collide about once a chunk
-        at 2M rows: birthday collisions).
+        duplicate, and one BitMap union claims them (~20 ns an id); ids
+        clustered in a narrow range (a few out of order, ``messy``) are
+        checked with one BitMap intersection, as cheap. Ids spread over the
+        u32 range (``sparse``) are looked up in the BitMap by one C-level
+        ``map`` and added by one ``update`` (~0.5 µs an id, most of it
+        roaring's container search; a BitMap of such a block would cost
+        more, a container per id). Only the rows of an id claimed before, or
+        repeated inside the block, are then visited one by one (random u32
+        ids collide about once a chunk at 2M rows: birthday collisions).
         """
         txs = [r.tx for r in block if r.kind <= WITHDRAWAL]
         if not txs:
             return
         claimed = self.claimed
-        if min(txs) > self._max_claimed:
+        lo = min(txs)
+        new = None
+        if lo > self._max_claimed:  # rising
             new = BitMap(txs)
-            if len(new) == len(txs):
-                claimed |= new
-                self._max_claimed = new.max()
-                return
-            old: set[int] = set()  # every id is above the claimed ones: only in-block repeats
-            unique = False
+            unique = len(new) == len(txs)
+            old = set()
+            hi = new.max()
+        elif (hi := max(txs)) - lo < len(txs) << 6:  # clustered
+            new = BitMap(txs)
+            unique = len(new) == len(txs)
+            old = set(new & claimed)
         else:
             flags = list(map(contains, repeat(claimed), txs))
             old = set(compress(txs, flags)) if True in flags else set()
             unique = len(set(txs)) == len(txs)
-            if unique and not old:
+        if unique and not old:
+            if new is None:
                 claimed.update(txs)
-                self._max_claimed = max(self._max_claimed, max(txs))
-                return
+            else:
+                claimed |= new
+            if hi > self._max_claimed:
+                self._max_claimed = hi
+            return
         # Some rows are duplicates: every row of an id claimed before this
         # block, and every occurrence after the first of an id new to it.
         suspects = old if unique else old | {tx for tx, n in Counter(txs).items() if n > 1}
         ids = list(map(_TX, block))
-        for tx in suspects:
-            first = tx not in old
-            i = ids.index(tx)
-            while True:
-                r = block[i]
-                if r.kind <= WITHDRAWAL:
-                    if first:
-                        first = False
-                    else:
-                        block[i] = _Duplicate(r.client, r.tx, r.amount, r.kind + DUPLICATE)
-                try:
-                    i = ids.index(tx, i + 1)
-                except ValueError:
-                    break
-        claimed.update(txs)
-        self._max_claimed = max(self._max_claimed, max(txs))
+        if len(suspects) <= 4:  # a scan of the ids per suspect
+            where = []
+            for tx in suspects:
+                i = ids.index(tx)
+                while True:
+                    where.append(i)
+                    try:
+                        i = ids.index(tx, i + 1)
+                    except ValueError:
+                        break
+            where.sort()
+        else:  # one pass over the ids
+            where = compress(range(len(ids)), map(suspects.__contains__, ids))
+        seen: set[int] = set()
+        for i in where:
+            r = block[i]
+            if r.kind <= WITHDRAWAL:
+                if r.tx in old or r.tx in seen:
+                    block[i] = _Duplicate(r.client, r.tx, r.amount, r.kind + DUPLICATE)
+                else:
+                    seen.add(r.tx)
+        if new is None:
+            claimed.update(txs)
+        else:
+            claimed |= new
+        if hi > self._max_claimed:
+            self._max_claimed = hi
 
 
 class _Duplicate:
