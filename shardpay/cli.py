@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
                    help="transactions CSV to read, or - for standard input (the default); piped input is streamed")
     p.add_argument("-w", "--workers", type=_workers, default=None, metavar="N",
                    help=("worker processes (shards). Default: usable CPUs minus one, since the reader process "
-                         f"needs a core too; at least 1 (here: {default_workers()})"))
+                         f"needs a core too, but 2 on a 2-CPU machine (here: {default_workers()})"))
     p.add_argument("-o", "--output", metavar="OUT",
                    help="write accounts to OUT instead of stdout; written atomically, never half-written")
     p.add_argument("--rejects", metavar="FILE",

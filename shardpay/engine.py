@@ -95,16 +95,20 @@ STOP_SECONDS = 1.0
 
 
 def default_workers() -> int:
-    """Workers when ``--workers`` is not given: one per usable CPU, less one for the reader.
+    """Workers when ``--workers`` is not given: usable CPUs less one for the reader, but
+    at least 2 where there are 2 CPUs (1 on a single CPU).
 
-    On a 2-core machine that is 1: measured faster than 2, because the reader
-    and two workers would be three busy processes on two cores.
+    On 2 cores, 2 workers were measured 12-16% faster than 1 on a 10M-row file
+    (profiling/results/w1-vs-w2-10M.md, main-10M-uniform.md): at 1 worker the
+    worker is the bottleneck and the reader sits blocked on a full ring half
+    of its time, so it shares a core with a second worker at little cost (on
+    2M rows the two were within 5%).
     """
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
-    return max(1, cpus - 1)
+    return min(cpus, max(2, cpus - 1))
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,7 +154,7 @@ def parse_args(argv: list[str]) -> ServeOptions:
     p.add_argument("--listen", type=_listen, default=DEFAULT_LISTEN, metavar="HOST:PORT",
                    help=f"address to listen on (default {DEFAULT_LISTEN}, loopback; port 0 picks a free one)")
     p.add_argument("-w", "--workers", type=_workers, default=None, metavar="N",
-                   help=f"engine worker processes (default: usable CPUs minus one, here {default_workers()})")
+                   help=f"engine worker processes (default: as for `shardpay FILE`, here {default_workers()})")
     p.add_argument("--journal", required=True, metavar="FILE",
                    help="the journal CSV: replayed at start if it exists, then appended to")
     p.add_argument("--snapshot", metavar="OUT", help="accounts CSV rewritten atomically every --snapshot-every "
