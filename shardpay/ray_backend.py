@@ -358,9 +358,14 @@ class RaySession:
             if self.strict:
                 self._stop.set()
 
-        def should_stop() -> bool:
-            self.progress[0], self.progress[1] = self.reader.bytes_read, self.reader.rows
-            self._tick()
+        next_tick = [0.0]
+
+        def should_stop() -> bool:  # once a chunk; progress every WATCH_SECONDS, as the local engine's
+            now = time.monotonic()
+            if now >= next_tick[0]:
+                next_tick[0] = now + WATCH_SECONDS
+                self.progress[0], self.progress[1] = self.reader.bytes_read, self.reader.rows
+                self._tick()
             return self._stop.is_set()
 
         self.reader = Reader(self.stream, [c.send for c in self.channels], reader_rejects, should_stop)
