@@ -41,8 +41,6 @@ __all__ = ["CHUNK_BYTES", "MAX_LINE_BYTES", "Reader", "pack_frame", "unpack_fram
 
 CHUNK_BYTES = 256 * 1024
 """Bytes read per chunk: larger amortises per-call costs, smaller keeps frames in cache."""
-RECENT_CLAIMS = 1 << 18
-"""No longer used: claims go straight into the BitMap, a block at a time (kept for old callers)."""
 MAX_LINE_BYTES = 1 << 20
 """A line longer than this is rejected (``invalid_row``) without being held in memory."""
 

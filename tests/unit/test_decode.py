@@ -263,14 +263,12 @@ def test_feed_in_any_chunking_equals_run(monkeypatch):
     any_cuts()
 
 
-def test_tx_claims_match_a_plain_set_rising_random_and_across_merges(monkeypatch):
+def test_tx_claims_match_a_plain_set_rising_and_random():
     import random
 
-    import shardpay.reader as reader_mod
     from shardpay.decode import Deposit, Dispute, Withdrawal
     from shardpay.ledger import DUPLICATE
 
-    monkeypatch.setattr(reader_mod, "RECENT_CLAIMS", 7)  # merge into the BitMap often
     rng = random.Random(3)
     reader = Reader(None, [lambda f: None], list)
     seen: set[int] = set()
