@@ -315,12 +315,7 @@ class Reader:
             old = set(compress(txs, flags)) if True in flags else set()
             unique = len(set(txs)) == len(txs)
         if unique and not old:
-            if new is None:
-                claimed.update(txs)
-            else:
-                claimed |= new
-            if hi > self._max_claimed:
-                self._max_claimed = hi
+            self._add_claims(txs, new, hi)
             return
         # Some rows are duplicates: every row of an id claimed before this
         # block, and every occurrence after the first of an id new to it.
@@ -347,10 +342,14 @@ class Reader:
                     block[i] = _Duplicate(r.client, r.tx, r.amount, r.kind + DUPLICATE)
                 else:
                     seen.add(r.tx)
+        self._add_claims(txs, new, hi)
+
+    def _add_claims(self, txs: list[int], new: BitMap | None, hi: int) -> None:
+        """Add a block's ids to the claims (``new``: the same ids as a BitMap, if built)."""
         if new is None:
-            claimed.update(txs)
+            self.claimed.update(txs)
         else:
-            claimed |= new
+            self.claimed |= new
         if hi > self._max_claimed:
             self._max_claimed = hi
 
