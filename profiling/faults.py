@@ -87,18 +87,15 @@ def shardpay_cmd() -> list[str]:
 
 def session_processes(sid: int) -> dict[int, str]:
     """Live (not zombie) processes of session ``sid``: pid -> name (``comm``)."""
+    import psutil
+
     found = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+    for p in psutil.process_iter(["name", "status"]):
         try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
+            if os.getsid(p.pid) == sid and p.info["status"] not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                found[p.pid] = p.info["name"]
+        except OSError:  # gone meanwhile
             continue
-        rest = stat[stat.rindex(b")") + 2 :].split()
-        if int(rest[3]) == sid and rest[0] not in (b"Z", b"X"):
-            found[int(name)] = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
     return found
 
 

@@ -60,30 +60,28 @@ def big_csv(tmp_path_factory) -> Path:
 
 
 def session_processes(sid: int) -> list[int]:
-    """Pids of the live (not zombie) processes in session ``sid``, found through /proc."""
+    """Pids of the live (not zombie) processes in session ``sid`` (psutil)."""
+    import psutil
+
     pids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+    for p in psutil.process_iter(["status"]):
         try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
+            if os.getsid(p.pid) == sid and p.info["status"] not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+                pids.append(p.pid)
+        except OSError:  # gone meanwhile
             continue
-        fields = stat[stat.rindex(b")") + 2 :].split()  # state, ppid, pgrp, session, ...
-        if int(fields[3]) == sid and fields[0] not in (b"Z", b"X"):
-            pids.append(int(name))
     return pids
 
 
 def process_names(pids: list[int]) -> dict[str, int]:
     """``comm`` name -> pid, e.g. ``sp-reader``, ``sp-worker-0``."""
+    import psutil
+
     names = {}
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/comm") as f:
-                names[f.read().strip()] = pid
-        except OSError:
+            names[psutil.Process(pid).name()] = pid
+        except psutil.Error:  # gone meanwhile
             pass
     return names
 
