@@ -71,7 +71,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -79,10 +78,10 @@ from dataclasses import dataclass, field
 from multiprocessing import resource_tracker
 from typing import IO, Any, BinaryIO
 
-from .errors import InputError, OutputError, ProcessDied, RingError, StrictReject
+from .errors import InputError, ProcessDied, RingError, StrictReject
 from .proc import HELD_SIGNALS, child_main, cpu_seconds, peak_rss_bytes, signals_held
 from .reader import run_reader
-from .rejects import RejectRow, merge
+from .rejects import RejectRow, close_spools, merge, open_spools
 from .ring import Ring, segment_name, sweep_stale_segments
 from .worker import run_worker
 
@@ -166,7 +165,7 @@ class RunResult:
 
     def close(self) -> None:
         """Free the temporary reject spools."""
-        _close_all(self._spools)
+        close_spools(self._spools)
 
     def __enter__(self) -> RunResult:
         return self
@@ -283,12 +282,7 @@ class _Session:
 
     def _start(self, workers: int, strict: bool, stream: BinaryIO | None) -> None:
         with signals_held():  # every resource below is recorded before a signal can end the run
-            try:
-                # Unnamed files (O_TMPFILE): nothing to remove, whoever dies.
-                self.spools.extend(tempfile.TemporaryFile(prefix="shardpay-") for _ in range(workers + 1))
-            except OSError as err:
-                raise OutputError(f"cannot create temporary files in {tempfile.gettempdir()!r}: "
-                                  f"{err.strerror or err}") from None
+            open_spools(self.spools, workers + 1)
             token = os.urandom(4).hex()
             for i in range(workers + (stream is None)):
                 try:
@@ -362,7 +356,7 @@ class _Session:
             for ring in self.rings:
                 ring.unlink()
             if not self.ok:
-                _close_all(self.spools)
+                close_spools(self.spools)
 
 
 def run(
@@ -433,7 +427,7 @@ def _finish(session: Any, results: dict[str, dict], strict: bool, t_start: float
     try:
         result = _merge(results, session.workers, session.spools)
     except BaseException:
-        _close_all(session.spools)
+        close_spools(session.spools)
         raise
     parent_cpu = cpu_seconds() - cpu_start
     if results["reader"]["pid"] == os.getpid():  # the reader ran in this process (ray backend)
@@ -595,11 +589,6 @@ class Engine:
         if self._session is not None:
             self._session.close()
             self._session = None
-
-
-def _close_all(files: list[IO[bytes]]) -> None:
-    while files:
-        files.pop().close()
 
 
 def _watch(children: list[tuple[str, Any, Any]], tick: Callable[[], None], mark: int | None = None,

@@ -33,7 +33,6 @@ import gc
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -42,6 +41,7 @@ from typing import IO, Any, BinaryIO
 
 from .errors import BackendError, InputError, OutputError, ProcessDied
 from .proc import cpu_seconds, peak_rss_bytes
+from .rejects import close_spools, open_spools, write_reader_batch
 from .worker import Shard
 
 __all__ = ["IN_FLIGHT", "INSTALL_HINT", "RaySession", "STALL_SECONDS", "ShardActor", "ShardChannel"]
@@ -254,7 +254,7 @@ class RaySession:
     """
 
     def __init__(self, workers: int, strict: bool, stream: BinaryIO | None, address: str | None = None) -> None:
-        self.ray = ray = _import_ray()
+        self.ray = _import_ray()
         self.workers = workers
         self.strict = strict
         self.stream = stream
@@ -319,11 +319,7 @@ class RaySession:
 
     def _start(self) -> None:
         ray = self.ray
-        try:
-            self.spools.extend(tempfile.TemporaryFile(prefix="shardpay-") for _ in range(self.workers + 1))
-        except OSError as err:
-            raise OutputError(f"cannot create temporary files in {tempfile.gettempdir()!r}: "
-                              f"{err.strerror or err}") from None
+        open_spools(self.spools, self.workers + 1)
         remote = ray.remote(ShardActor).options(max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")
         self.actors = [remote.remote(i) for i in range(self.workers)]
         refs = [a.where.remote() for a in self.actors]
@@ -349,7 +345,6 @@ class RaySession:
         self.channels = [ShardChannel(ray, i, a, self.spools[i + 1], on_rejects, tick, wheres[i])
                          for i, a in enumerate(self.actors)]
         from .reader import Reader
-        from .rejects import write_reader_batch
 
         spool = self.spools[0]
 
@@ -459,5 +454,4 @@ class RaySession:
                 self._restore_sigterm()
                 sys.stdout = self._stdout
         if not self.ok:
-            while self.spools:
-                self.spools.pop().close()
+            close_spools(self.spools)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import heapq
 import os
 import struct
+import tempfile
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO, NamedTuple
+from typing import IO, BinaryIO, NamedTuple
 
 import msgspec
 
@@ -36,9 +37,11 @@ from .ledger import (
     UNKNOWN_TX,
     WITHDRAWN,
 )
+from .errors import OutputError
 from .money import format_units
 
-__all__ = ["RejectRow", "merge", "pack_batch", "read_lines", "render", "write_batch", "write_reader_batch"]
+__all__ = ["RejectRow", "close_spools", "merge", "open_spools", "pack_batch", "read_lines", "render", "write_batch",
+           "write_reader_batch"]
 
 _LEN = struct.Struct("<I")
 _ENC = msgspec.msgpack.Encoder()
@@ -66,6 +69,26 @@ class RejectRow(NamedTuple):
 
 # The reader's records are RejectRow's fields, so msgspec builds the rows in C.
 _DEC = msgspec.msgpack.Decoder(list[RejectRow])
+
+
+def open_spools(spools: list[IO[bytes]], n: int) -> None:
+    """Append ``n`` spools to ``spools``: unnamed temporary files (``O_TMPFILE``), so
+    nothing is left to remove whoever dies. Each is recorded as soon as it exists.
+
+    Raises:
+        OutputError: the temporary folder refuses them.
+    """
+    try:
+        spools.extend(tempfile.TemporaryFile(prefix="shardpay-") for _ in range(n))
+    except OSError as err:
+        raise OutputError(f"cannot create temporary files in {tempfile.gettempdir()!r}: "
+                          f"{err.strerror or err}") from None
+
+
+def close_spools(spools: list[IO[bytes]]) -> None:
+    """Close (so free) every spool of ``spools``, emptying the list."""
+    while spools:
+        spools.pop().close()
 
 
 def write_reader_batch(spool: BinaryIO, rejects: Iterable[Reject]) -> None:

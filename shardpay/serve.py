@@ -68,7 +68,6 @@ import re
 import resource
 import signal
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
