@@ -22,7 +22,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["HELD_SIGNALS", "child_main", "cpu_seconds", "peak_rss_bytes", "signals_held"]
+__all__ = ["HELD_SIGNALS", "child_main", "cpu_seconds", "peak_rss_bytes", "process_figures", "signals_held"]
 
 HELD_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 """Signals :func:`signals_held` defers: the ones that end a run."""
@@ -48,6 +48,12 @@ def cpu_seconds() -> float:
     """User + system CPU seconds used by this process so far."""
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def process_figures() -> dict:
+    """This process's ``cpu_seconds``, ``peak_rss_bytes`` and ``pid``, as every process
+    reports them with its final figures (``--stats``)."""
+    return {"cpu_seconds": cpu_seconds(), "peak_rss_bytes": peak_rss_bytes(), "pid": os.getpid()}
 
 
 @contextlib.contextmanager
@@ -125,9 +131,7 @@ def child_main(conn: Any, body: Callable[[], dict], *, name: str, parent_pid: in
     gc.disable()
     try:
         result = body()
-        result["cpu_seconds"] = cpu_seconds()
-        result["peak_rss_bytes"] = peak_rss_bytes()
-        result["pid"] = os.getpid()
+        result.update(process_figures())
         conn.send(("ok", result))
     except BaseException as err:  # report everything: the parent decides
         kind = "input" if isinstance(err, InputError) else type(err).__name__

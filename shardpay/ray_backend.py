@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import IO, Any, BinaryIO
 
 from .errors import BackendError, InputError, OutputError, ProcessDied
-from .proc import cpu_seconds, peak_rss_bytes
+from .proc import cpu_seconds, process_figures
 from .rejects import close_spools, open_spools, write_reader_batch
 from .worker import Shard
 
@@ -105,14 +105,8 @@ class ShardActor:
 
     def finish(self) -> dict:
         """End of stream: the final figures, as a local worker reports them."""
-        figures = self.shard.figures()
-        figures.update(
-            apply_seconds=self.shard.apply_seconds,
-            wait_seconds=self.wait_seconds,
-            cpu_seconds=cpu_seconds(),
-            peak_rss_bytes=peak_rss_bytes(),
-            pid=os.getpid(),
-        )
+        figures = self.shard.final_figures(self.wait_seconds)
+        figures.update(process_figures())
         return figures
 
 
@@ -421,18 +415,8 @@ class RaySession:
         for c in self.channels:
             c.send_eos()
         results = {f"worker {i}": c.result for i, c in enumerate(self.channels)}
-        results["reader"] = {
-            "rows": reader.rows,
-            "invalid": reader.invalid,
-            "bytes": reader.bytes_read,
-            "decode_seconds": reader.decode_seconds,
-            "route_seconds": reader.route_seconds,
-            "blocked_seconds": sum(c.blocked_seconds for c in self.channels),
-            "shard_rows": reader.shard_rows,
-            "cpu_seconds": reader_cpu,
-            "peak_rss_bytes": peak_rss_bytes(),
-            "pid": os.getpid(),
-        }
+        results["reader"] = reader.figures(sum(c.blocked_seconds for c in self.channels))
+        results["reader"].update(process_figures(), cpu_seconds=reader_cpu)  # the reader is this process
         self.ok = True
         return results
 

@@ -210,6 +210,19 @@ class Reader:
         detail = f"line is {size} bytes, longer than the {MAX_LINE_BYTES}-byte limit"
         self.on_rejects([Reject(line, "invalid_row", detail, (text + "...", "", "", ""))])
 
+    def figures(self, blocked_seconds: float) -> dict:
+        """The reader's stage figures, as ``--stats`` takes them (see
+        :func:`shardpay.report.stats_dict`); ``blocked_seconds``: time its sinks waited."""
+        return {
+            "rows": self.rows,
+            "invalid": self.invalid,
+            "bytes": self.bytes_read,
+            "decode_seconds": self.decode_seconds,
+            "route_seconds": self.route_seconds,
+            "blocked_seconds": blocked_seconds,
+            "shard_rows": self.shard_rows,
+        }
+
     def run(self) -> None:
         """Read the whole stream (:data:`CHUNK_BYTES` at a time) through :meth:`feed` and :meth:`finish`.
 
@@ -440,12 +453,4 @@ def run_reader(
             progress[0], progress[1] = reader.bytes_read, reader.rows
         for ring in rings:
             ring.send_eos()
-    return {
-        "rows": reader.rows,
-        "invalid": reader.invalid,
-        "bytes": reader.bytes_read,
-        "decode_seconds": reader.decode_seconds,
-        "route_seconds": reader.route_seconds,
-        "blocked_seconds": sum(r.blocked_seconds for r in rings),
-        "shard_rows": reader.shard_rows,
-    }
+    return reader.figures(sum(r.blocked_seconds for r in rings))

@@ -69,6 +69,13 @@ class Shard:
         self.ledger.rejects = []
         return pack_batch(rejects)
 
+    def final_figures(self, wait_seconds: float) -> dict:
+        """:meth:`figures` at the end of the stream, plus ``apply_seconds`` and
+        ``wait_seconds`` (time spent waiting for frames)."""
+        figures = self.figures()
+        figures.update(apply_seconds=self.apply_seconds, wait_seconds=wait_seconds)
+        return figures
+
     def figures(self) -> dict:
         """The snapshot and counts: ``snapshot`` (see :meth:`Ledger.snapshot`), ``rows``,
         ``reject_counts`` (reason -> count of rejects taken so far), ``stored``."""
@@ -99,7 +106,7 @@ def run_worker(index: int, ring: Ring, spool: int | str, stop: Any, strict: bool
             before the mark.
 
     Returns:
-        :meth:`Shard.figures` plus ``apply_seconds`` and ``wait_seconds``.
+        :meth:`Shard.final_figures`.
     """
     fault = os.environ.get("SHARDPAY_TEST_FAULT", "")
     shard = Shard()
@@ -121,6 +128,4 @@ def run_worker(index: int, ring: Ring, spool: int | str, stop: Any, strict: bool
                 if batch := shard.take_rejects(SPOOL_REJECTS):
                     spool_file.write(batch)
         spool_file.write(shard.take_rejects())
-    figures = shard.figures()
-    figures.update(apply_seconds=shard.apply_seconds, wait_seconds=ring.blocked_seconds)
-    return figures
+    return shard.final_figures(ring.blocked_seconds)
