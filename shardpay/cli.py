@@ -59,6 +59,22 @@ def _workers(text: str) -> int:
     return n
 
 
+def add_backend_options(p: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--ray-address`` (``shardpay FILE`` and ``shardpay serve``)."""
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help=("where the shards run: local worker processes (the default), or Ray actors "
+                         "(needs: pip install 'shardpay[ray]'); the output is the same"))
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help=("with --backend ray: the Ray cluster to join (ray start --head prints it); "
+                         "without it a local Ray instance is started"))
+
+
+def check_backend_options(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Usage error (exit 2) for ``--ray-address`` without ``--backend ray``."""
+    if a.ray_address is not None and a.backend != "ray":
+        p.error("--ray-address needs --backend ray")
+
+
 def parse_args(argv: list[str] | None = None) -> Options:
     """Parse the command line; argparse exits with code 2 on a usage error."""
     from .engine import default_workers
@@ -97,15 +113,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--strict", action="store_true",
                    help="make the first rejected row fatal: exit 1 naming its line and reason, write no output")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary, no logged rejects")
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help=("where the shards run: local worker processes (the default), or Ray actors "
-                         "(needs: pip install 'shardpay[ray]'); the output is the same"))
-    p.add_argument("--ray-address", metavar="ADDR",
-                   help=("with --backend ray: the Ray cluster to join (ray start --head prints it); "
-                         "without it a local Ray instance is started"))
+    add_backend_options(p)
     a = p.parse_args(argv)
-    if a.ray_address is not None and a.backend != "ray":
-        p.error("--ray-address needs --backend ray")
+    check_backend_options(p, a)
     return Options(input=a.input, workers=a.workers or default_workers(), output=a.output,
                    rejects=a.rejects, stats=a.stats, strict=a.strict, quiet=a.quiet,
                    backend=a.backend, ray_address=a.ray_address)

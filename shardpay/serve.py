@@ -128,7 +128,7 @@ def _seconds(text: str) -> float:
 
 def parse_args(argv: list[str]) -> ServeOptions:
     """Parse ``shardpay serve``'s arguments; argparse exits 2 on a usage error."""
-    from .cli import _workers
+    from .cli import _workers, add_backend_options, check_backend_options
     from .engine import default_workers
 
     p = argparse.ArgumentParser(
@@ -162,12 +162,9 @@ def parse_args(argv: list[str]) -> ServeOptions:
                    help="seconds between snapshots (default 10)")
     p.add_argument("--no-fsync", dest="fsync", action="store_false",
                    help="flush the journal but do not fsync it (survives a server crash, not a power cut)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
-                   help="where the engine's shards run: local worker processes (default) or Ray actors")
-    p.add_argument("--ray-address", metavar="ADDR", help="with --backend ray: the Ray cluster to join")
+    add_backend_options(p)
     a = p.parse_args(argv)
-    if a.ray_address is not None and a.backend != "ray":
-        p.error("--ray-address needs --backend ray")
+    check_backend_options(p, a)
     return ServeOptions(host=a.listen[0], port=a.listen[1], workers=a.workers or default_workers(),
                         journal=a.journal, snapshot=a.snapshot, snapshot_every=a.snapshot_every, fsync=a.fsync,
                         backend=a.backend, ray_address=a.ray_address)
