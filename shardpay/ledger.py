@@ -297,4 +297,3 @@ class Ledger:
             array("q", [held[c] for c in clients]),
             bytes(locked[c] for c in clients),
         )
-
