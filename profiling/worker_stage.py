@@ -1,0 +1,164 @@
+"""The worker stage alone: one shard's frames through ``Ledger.apply``, and A/B of ledger variants.
+
+    python profiling/worker_stage.py FILE --workers 2 --shard 0
+    python profiling/worker_stage.py FILE --ledger shardpay/ledger.py --ledger /tmp/variant.py --repeat 3
+    python profiling/worker_stage.py FILE --ledger shardpay/ledger.py --ledger /tmp/variant.py --callgrind
+
+The real :class:`shardpay.reader.Reader` splits FILE into ``--workers`` shards;
+shard ``--shard``'s frames (msgpack, exactly as its ring would carry them) are
+kept in a temporary file. Each ledger module (a file defining ``Ledger``;
+default: shardpay's own; a copy of ``shardpay/ledger.py`` may keep its
+relative imports) then applies them in a fresh process, the modules
+alternating, ``--repeat`` times, after one untimed warm-up run. Every run prints:
+
+* ``apply ns/row``: time inside ``Ledger.apply`` only;
+* ``cpu ns/row``: the process's CPU time for unpacking and applying;
+* a digest of the rejects and of the snapshot, with stored states named (so a
+  variant may number them differently). Variants must print the same digest.
+
+With ``--callgrind``, each module runs once under valgrind's callgrind and the
+instructions are reported instead (net of a run whose ledger does nothing):
+on a shared 2-core VM, whose walls drift by up to 1.7x, instruction counts are
+the stable A/B figure, walls the real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import importlib.util
+import json
+import os
+import pickle
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+NULL_LEDGER = '''
+class Ledger:
+    SETTLED = WITHDRAWN = DISPUTED = CHARGED_BACK = 0
+    def __init__(self): self.rejects = []
+    def apply(self, *columns): return 0
+    def snapshot(self): return ()
+'''
+
+
+def dump_frames(path: str, workers: int, shard: int, out: str) -> int:
+    """Write shard ``shard``'s frames of ``path`` (``workers`` shards) to ``out``; return its rows."""
+    from shardpay.reader import Reader
+
+    frames: list[list[bytes]] = [[] for _ in range(workers)]
+    with open(path, "rb") as f:
+        reader = Reader(f, [x.append for x in frames], lambda rejects: None)
+        reader.run()
+    with open(out, "wb") as f:
+        pickle.dump(frames[shard], f, protocol=5)
+    return reader.shard_rows[shard]
+
+
+def child(frames_path: str, module_path: str) -> None:
+    """Apply the frames with ``module_path``'s Ledger; print one JSON line of figures."""
+    gc.disable()  # as in the worker process
+    from shardpay.reader import unpack_frame
+
+    # named inside the package, so a copy of ledger.py keeps its relative imports
+    spec = importlib.util.spec_from_file_location("shardpay._ledger_variant", module_path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["shardpay._ledger_variant"] = mod
+    spec.loader.exec_module(mod)
+    with open(frames_path, "rb") as f:
+        frames = pickle.load(f)
+    states = {getattr(mod, n, None): n for n in ("SETTLED", "WITHDRAWN", "DISPUTED", "CHARGED_BACK")}
+    digest = hashlib.sha1()
+    ledger = mod.Ledger()
+    rows, apply_s = 0, 0.0
+    cpu0 = time.process_time()
+    for frame in frames:
+        columns = unpack_frame(frame)
+        rows += len(columns[0])
+        t0 = time.perf_counter()
+        ledger.apply(*columns)
+        apply_s += time.perf_counter() - t0
+        # aux is a stored state for reasons 5-7 (not_disputable, already_disputed, not_disputed)
+        digest.update(repr([r[:6] + ((states[r[6]] if r[1] in (5, 6, 7) else r[6]),)
+                            for r in ledger.rejects]).encode())
+        ledger.rejects = []
+    cpu = time.process_time() - cpu0
+    digest.update(repr(ledger.snapshot()).encode())
+    print(json.dumps({"rows": rows, "apply_ns": apply_s / rows * 1e9, "cpu_ns": cpu / rows * 1e9,
+                      "digest": digest.hexdigest()[:12]}))
+
+
+def run_child(frames: str, module: str, callgrind: bool) -> tuple[dict, int | None]:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", frames, module]
+    if callgrind:
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] + cmd
+    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    figures = json.loads(r.stdout.strip().splitlines()[-1])
+    found = re.search(r"Collected : (\d+)", r.stderr)
+    return figures, int(found.group(1)) if found else None
+
+
+def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3])
+        return 0
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", help="input CSV (e.g. profiling/data/uniform-10000000-s1.csv)")
+    p.add_argument("--workers", type=int, default=2, help="shards the reader splits into (default 2)")
+    p.add_argument("--shard", type=int, default=0, help="the shard whose frames are applied (default 0)")
+    p.add_argument("--ledger", action="append", metavar="PATH",
+                   help="a module defining Ledger; repeat to compare (default: shardpay's ledger.py)")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each module, alternating (default 3)")
+    p.add_argument("--callgrind", action="store_true", help="count instructions under valgrind instead of timing")
+    a = p.parse_args()
+    if not 0 <= a.shard < a.workers:
+        p.error("--shard must be below --workers")
+    if a.callgrind and not shutil.which("valgrind"):
+        p.error("--callgrind needs valgrind on PATH")
+    import shardpay.ledger
+
+    modules = a.ledger or [shardpay.ledger.__file__]
+    with tempfile.TemporaryDirectory(prefix="worker-stage-") as tmp:
+        frames = os.path.join(tmp, "frames.pkl")
+        rows = dump_frames(a.file, a.workers, a.shard, frames)
+        print(f"{a.file}: shard {a.shard} of {a.workers}, {rows:,} rows")
+        if a.callgrind:
+            null = os.path.join(tmp, "null_ledger.py")
+            with open(null, "w") as f:
+                f.write(NULL_LEDGER)
+            base = run_child(frames, null, True)[1]
+            first = None
+            for m in modules:
+                figures, ir = run_child(frames, m, True)
+                per_row = (ir - base) / rows
+                first = first or per_row
+                print(f"{m}: {per_row:,.0f} instructions/row in apply ({per_row / first:.3f}x the first), "
+                      f"digest {figures['digest']}")
+            return 0
+        run_child(frames, modules[0], False)  # warm-up, untimed: a first run here is often the slowest
+        runs: dict[str, list[dict]] = {m: [] for m in modules}
+        for i in range(a.repeat):
+            for m in modules:
+                figures, _ = run_child(frames, m, False)
+                runs[m].append(figures)
+                print(f"run {i + 1} {m}: apply {figures['apply_ns']:.0f} ns/row, "
+                      f"cpu {figures['cpu_ns']:.0f} ns/row, digest {figures['digest']}")
+    first = None
+    for m in modules:
+        med = statistics.median(r["apply_ns"] for r in runs[m])
+        cpu = statistics.median(r["cpu_ns"] for r in runs[m])
+        first = first or med
+        print(f"median {m}: apply {med:.0f} ns/row ({med / first:.3f}x the first), cpu {cpu:.0f} ns/row")
+    digests = {r["digest"] for rs in runs.values() for r in rs}
+    print("digests equal" if len(digests) == 1 else f"DIGESTS DIFFER: {sorted(digests)}")
+    return 0 if len(digests) == 1 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
