@@ -22,11 +22,24 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["HELD_SIGNALS", "child_main", "cpu_seconds", "peak_rss_bytes", "process_figures", "signals_held"]
+__all__ = [
+    "HELD_SIGNALS",
+    "child_main",
+    "cpu_seconds",
+    "keep_freed_memory",
+    "peak_rss_bytes",
+    "process_figures",
+    "signals_held",
+]
 
 HELD_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 """Signals :func:`signals_held` defers: the ones that end a run."""
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc malloc.h
+MMAP_THRESHOLD = 4 << 20
+"""Blocks below this come from the heap, not from a fresh ``mmap`` (see :func:`keep_freed_memory`)."""
+TRIM_THRESHOLD = 32 << 20
+"""Free memory at the top of the heap kept for reuse, not given back (see :func:`keep_freed_memory`)."""
 
 
 def peak_rss_bytes() -> int:
@@ -98,6 +111,35 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed buffers for reuse in this process; return True if it did.
+
+    The reader makes and drops several buffers of 256 KiB-1 MiB a chunk (the
+    chunk, its byte classes, its JSON), and a worker its frame's columns. By
+    default glibc serves blocks that size with ``mmap`` and unmaps them when
+    freed (or trims the heap), so every chunk touches fresh pages: ~360,000
+    page faults for a 10M-row file in the reader alone, ~1 CPU second on this
+    VM. With blocks below :data:`MMAP_THRESHOLD` served from the heap and up
+    to :data:`TRIM_THRESHOLD` of free heap kept, the same read takes ~4,000
+    faults and 12-17% less reader CPU (``profiling/README.md``). Peak RSS is
+    unchanged but for the kept free heap.
+
+    Only on Linux with glibc (``mallopt``); elsewhere it does nothing and
+    returns False. Affects the whole process: call it in shardpay's own
+    processes (the local engine's children, Ray shard actors), not in an
+    application that embeds the engine.
+    """
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+            return False
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (ValueError, OSError, AttributeError):  # no confstr name, no libc, no mallopt
+        return False
+    return mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+
+
 def _set_name(name: str) -> None:
     """Name this process for ``ps``/``top`` (Linux ``comm``, 15 bytes): e.g. ``sp-worker-0``."""
     with contextlib.suppress(OSError):
@@ -112,7 +154,8 @@ def child_main(conn: Any, body: Callable[[], dict], *, name: str, parent_pid: in
     (the parent handles Ctrl-C for the group and stops its children) and
     dies at once on SIGTERM and SIGHUP; then the signals the parent held at
     fork are let through. The cyclic GC is off: the hot loops allocate many
-    containers and never make cycles.
+    containers and never make cycles. Freed buffers stay in the heap
+    (:func:`keep_freed_memory`).
 
     Args:
         conn: the write end of this child's result pipe.
@@ -129,6 +172,7 @@ def child_main(conn: Any, body: Callable[[], dict], *, name: str, parent_pid: in
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
     gc.disable()
+    keep_freed_memory()
     try:
         result = body()
         result.update(process_figures())

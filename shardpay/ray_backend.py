@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import IO, Any, BinaryIO
 
 from .errors import BackendError, InputError, OutputError, ProcessDied
-from .proc import cpu_seconds, process_figures
+from .proc import cpu_seconds, keep_freed_memory, process_figures
 from .rejects import close_spools, open_spools, write_reader_batch
 from .worker import Shard
 
@@ -79,6 +79,7 @@ class ShardActor:
 
     def __init__(self, index: int) -> None:
         gc.disable()  # the hot loop allocates many containers and makes no cycles
+        keep_freed_memory()  # this process is the actor's own
         self.index = index
         self.shard = Shard()
         self.wait_seconds = 0.0
