@@ -200,9 +200,11 @@ def reader_ceiling(path: Path, rows: int, workers: list[int], repeat: int) -> li
     """The reader alone: decode, claim, route into real rings drained by processes that apply nothing."""
     import multiprocessing
 
+    from shardpay.proc import keep_freed_memory
     from shardpay.reader import Reader
     from shardpay.ring import Ring, segment_name
 
+    keep_freed_memory()  # as in the engine's reader process
     ctx = multiprocessing.get_context("fork")
     out = []
     for w in workers:
