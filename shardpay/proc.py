@@ -115,14 +115,15 @@ def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed buffers for reuse in this process; return True if it did.
 
     The reader makes and drops several buffers of 256 KiB-1 MiB a chunk (the
-    chunk, its byte classes, its JSON), and a worker its frame's columns. By
-    default glibc serves blocks that size with ``mmap`` and unmaps them when
-    freed (or trims the heap), so every chunk touches fresh pages: ~360,000
-    page faults for a 10M-row file in the reader alone, ~1 CPU second on this
-    VM. With blocks below :data:`MMAP_THRESHOLD` served from the heap and up
-    to :data:`TRIM_THRESHOLD` of free heap kept, the same read takes ~4,000
-    faults and 12-17% less reader CPU (``profiling/README.md``). Peak RSS is
-    unchanged but for the kept free heap.
+    chunk, its byte classes, its JSON). By default glibc serves blocks that
+    size with ``mmap`` and unmaps them when freed (or trims the heap), so
+    every chunk touches fresh pages: ~360,000 page faults for a 10M-row file
+    in the reader alone, ~1 CPU second on this VM. With blocks below
+    :data:`MMAP_THRESHOLD` served from the heap and up to
+    :data:`TRIM_THRESHOLD` of free heap kept, the same read takes ~4,000
+    faults and 12-17% less reader CPU (``profiling/README.md``). A worker's
+    buffers are smaller and gain little; it allocates the same way all the
+    same. Peak RSS is unchanged but for the kept free heap.
 
     Only on Linux with glibc (``mallopt``); elsewhere it does nothing and
     returns False. Affects the whole process: call it in shardpay's own
