@@ -61,7 +61,9 @@ def _workers(text: str) -> int:
 
 def add_backend_options(p: argparse.ArgumentParser) -> None:
     """``--backend`` and ``--ray-address`` (``shardpay FILE`` and ``shardpay serve``)."""
-    p.add_argument("--backend", choices=("local", "ray"), default="local",
+    from .engine import BACKENDS
+
+    p.add_argument("--backend", choices=BACKENDS, default="local",
                    help=("where the shards run: local worker processes (the default), or Ray actors "
                          "(needs: pip install 'shardpay[ray]'); the output is the same"))
     p.add_argument("--ray-address", metavar="ADDR",

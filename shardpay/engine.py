@@ -218,6 +218,14 @@ BACKENDS = ("local", "ray")
 default, base install), or ``ray`` actors (:mod:`shardpay.ray_backend`)."""
 
 
+def _check_backend(backend: str, ray_address: str | None) -> None:
+    """Raise ValueError for an unknown backend, or a ``ray_address`` without the ray backend."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if ray_address is not None and backend != "ray":
+        raise ValueError("ray_address needs backend='ray'")
+
+
 def _open_session(backend: str, workers: int, strict: bool, stream: BinaryIO | None,
                   ray_address: str | None) -> Any:
     """Start the shards and the reader of one run; ``stream`` None means fed by an :class:`Engine`.
@@ -230,15 +238,12 @@ def _open_session(backend: str, workers: int, strict: bool, stream: BinaryIO | N
         ValueError: unknown backend, or ``ray_address`` without the ray backend.
         BackendError: the ray backend is not installed or Ray cannot start.
     """
+    _check_backend(backend, ray_address)
     if backend == "local":
-        if ray_address is not None:
-            raise ValueError("ray_address needs backend='ray'")
         return _Session(workers, strict, stream)
-    if backend == "ray":
-        from .ray_backend import RaySession
+    from .ray_backend import RaySession
 
-        return RaySession(workers, strict, stream, address=ray_address)
-    raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    return RaySession(workers, strict, stream, address=ray_address)
 
 
 class _Session:
@@ -468,6 +473,8 @@ class Engine:
         backend, ray_address: where the shards run (see :func:`run`).
 
     Raises:
+        ValueError: at construction, for ``workers`` < 1, an unknown backend, or a
+            ``ray_address`` without ``backend="ray"``.
         ProcessDied, RingError: from any method, if a child process (or shard actor) died.
         BackendError: from :meth:`start`, if Ray is asked for but missing.
         InputError: from :meth:`snapshot`/:meth:`close`, if the header is wrong.
@@ -478,8 +485,7 @@ class Engine:
         self.workers = default_workers() if workers is None else workers
         if self.workers < 1:
             raise ValueError("workers must be >= 1")
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        _check_backend(backend, ray_address)
         self.strict = strict
         self.backend = backend
         self.ray_address = ray_address
