@@ -23,7 +23,7 @@ import pytest
 import shardpay
 from shardpay.errors import BackendError, InputError, ProcessDied
 from shardpay.report import write_accounts, write_rejects, write_stats
-from tests.conftest import FIXTURES, shardpay_cmd
+from tests.conftest import FIXTURES, run_cli, shardpay_cmd
 
 if os.environ.get("CI"):
     import ray  # CI installs the extra: a missing Ray fails here
@@ -46,8 +46,7 @@ def local_ray():
 def _local(path, workers, tmp_path):
     """The local engine through the CLI: (stdout, --rejects file, --stats JSON minus measured figures)."""
     rej, st = tmp_path / f"local-{workers}.rejects.csv", tmp_path / f"local-{workers}.stats.json"
-    r = subprocess.run([*shardpay_cmd(), str(path), "--workers", str(workers), "-q", "--rejects", str(rej),
-                        "--stats", str(st)], capture_output=True, timeout=300)
+    r = run_cli(str(path), "--workers", str(workers), "-q", "--rejects", str(rej), "--stats", str(st), timeout=300)
     assert r.returncode == 0, r.stderr.decode()
     return r.stdout.decode(), rej.read_text(), json.dumps(_counted(json.loads(st.read_text())), indent=2)
 
@@ -66,7 +65,7 @@ def _ray(path, workers):
 
 
 def _cli_error(*args):
-    r = subprocess.run([*shardpay_cmd(), *map(str, args), "-q"], capture_output=True, timeout=120)
+    r = run_cli(*map(str, args), "-q", timeout=120)
     assert r.returncode == 1 and r.stdout == b""
     return r.stderr.decode().strip().splitlines()[-1]
 
@@ -199,8 +198,7 @@ def test_cli_ray_backend_matches_local_bytes(tmp_path):
     outs = {}
     for backend in ("local", "ray"):
         rej = tmp_path / f"{backend}.rejects.csv"
-        r = subprocess.run([*shardpay_cmd(), str(path), "--workers", "2", "-q", "--backend", backend,
-                            "--rejects", str(rej)], capture_output=True, timeout=180)
+        r = run_cli(str(path), "--workers", "2", "-q", "--backend", backend, "--rejects", str(rej), timeout=180)
         assert r.returncode == 0, r.stderr.decode()
         outs[backend] = (r.stdout, rej.read_bytes())
     assert outs["ray"] == outs["local"]

@@ -45,9 +45,14 @@ print(kept, _chunk_faults())
 """
 
 
+def _python(script: str, mode: str) -> list[str]:
+    """Run ``script`` with argument ``mode`` in a fresh interpreter; its stdout's words."""
+    return subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True,
+                          cwd=ROOT).stdout.split()
+
+
 def _fresh_process(mode: str) -> tuple[str, int]:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True,
-                         cwd=ROOT).stdout.split()
+    out = _python(SCRIPT, mode)
     return out[0], int(out[1])
 
 
@@ -87,8 +92,7 @@ print(status, child.exitcode, result["faults"])
 
 
 def _forked_child(mode: str) -> tuple[str, int, int]:
-    out = subprocess.run([sys.executable, "-c", FORKING, mode], capture_output=True, text=True, check=True,
-                         cwd=ROOT).stdout.split()
+    out = _python(FORKING, mode)
     return out[0], int(out[1]), int(out[2])
 
 
