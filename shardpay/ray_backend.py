@@ -262,6 +262,7 @@ class RaySession:
         self._owns_ray = False
         self._sigterm: Any = None
         self._error: InputError | None = None
+        self._feed_cpu = 0.0  # CPU seconds this process spent in feed(): the reader's, in a fed session
         try:
             self._connect(address)
             self._start()
@@ -359,7 +360,6 @@ class RaySession:
             return self._stop.is_set()
 
         self.reader = Reader(self.stream, [c.send for c in self.channels], reader_rejects, should_stop)
-        self._cpu0 = 0.0
 
     # -- a fed session (Engine) -------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -372,7 +372,7 @@ class RaySession:
             self._error = err
             self._stop.set()
         finally:
-            self._cpu0 += cpu_seconds() - t0
+            self._feed_cpu += cpu_seconds() - t0
             self.progress[0], self.progress[1] = self.reader.bytes_read, self.reader.rows
 
     def mark(self, token: int) -> dict[str, dict]:
@@ -411,7 +411,7 @@ class RaySession:
         elif not self._stop.is_set():
             reader.finish()
         self.spools[0].flush()
-        reader_cpu = self._cpu0 + cpu_seconds() - t0
+        reader_cpu = self._feed_cpu + cpu_seconds() - t0
         self.progress[0], self.progress[1] = reader.bytes_read, reader.rows
         for c in self.channels:
             c.send_eos()
