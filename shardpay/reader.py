@@ -7,13 +7,15 @@ Per input chunk (:data:`CHUNK_BYTES` of whole lines):
 
 1. :func:`shardpay.decode.decode_chunk` decodes it (msgspec fast path, exact
    path for the lines that need it); invalid rows become rejects.
-2. The global tx-id claim (SPEC "Transactions": the first well-formed deposit
+2. Rows are hash-partitioned by client onto the shards, and each shard's
+   rows become :data:`Columns` (line, kind, client, tx, amount).
+3. The global tx-id claim (SPEC "Transactions": the first well-formed deposit
    or withdrawal with an id claims it): BitMap operations on the whole
-   block; only the rows of a duplicated id are then visited one by one. A row
-   whose id is already claimed is forwarded with kind ``+ DUPLICATE`` so its
-   worker still creates the account and rejects it as ``duplicate_tx``.
-3. Rows are hash-partitioned by client onto the shards and packed as one
-   frame per shard: five int columns (line, kind, client, tx, amount), msgpack.
+   chunk; only the rows of a duplicated id are then visited one by one, in
+   line order across the shards. A row whose id is already claimed is
+   forwarded with kind ``+ DUPLICATE`` so its worker still creates the
+   account and rejects it as ``duplicate_tx``.
+4. Each shard's columns go out as one msgpack frame (:func:`pack_frame`).
 
 The claim set is a ``pyroaring.BitMap`` (compressed u32 set): measured about
 0.2 bytes a rising id where a Python ``set`` costs about 60, so a 20M-row file
@@ -37,7 +39,7 @@ from .decode import WITHDRAWAL, Reject, decode_chunk, parse_header
 from .errors import InputError
 from .ledger import DUPLICATE
 
-__all__ = ["CHUNK_BYTES", "MAX_LINE_BYTES", "Reader", "pack_frame", "unpack_frame", "shard_of"]
+__all__ = ["CHUNK_BYTES", "MAX_LINE_BYTES", "Columns", "Reader", "columns_of", "pack_frame", "shard_of", "unpack_frame"]
 
 CHUNK_BYTES = 256 * 1024
 """Bytes read per chunk: larger amortises per-call costs, smaller keeps frames in cache."""
@@ -45,8 +47,9 @@ MAX_LINE_BYTES = 1 << 20
 """A line longer than this is rejected (``invalid_row``) without being held in memory."""
 
 _BOM = b"\xef\xbb\xbf"
-_COLUMNS = [attrgetter("kind"), attrgetter("client"), attrgetter("tx"), attrgetter("amount")]
-_TX = _COLUMNS[2]
+_KIND, _CLIENT, _TX, _AMOUNT = (attrgetter(name) for name in ("kind", "client", "tx", "amount"))
+_MONEY = bytes(1 if code <= WITHDRAWAL else 0 for code in range(256))
+"""Translation of a kinds column to a mask of its deposits and withdrawals (the rows that claim)."""
 
 
 def shard_of(workers: int) -> bytes:
@@ -59,23 +62,35 @@ def shard_of(workers: int) -> bytes:
 
 
 _FRAME_ENCODER = msgspec.msgpack.Encoder()
-_FRAME_DECODER = msgspec.msgpack.Decoder(tuple[list[int], list[int], list[int], list[int], list[int]])
+_FRAME_DECODER = msgspec.msgpack.Decoder(tuple[list[int], bytes, list[int], list[int], list[int]])
+
+Columns = tuple
+"""One shard's rows of a chunk as columns: ``(lines, kinds, clients, txs, amounts)``;
+``kinds`` is a ``bytearray`` of kind codes, the others sequences of ints."""
 
 
-def pack_frame(lines: Sequence[int], rows: Sequence) -> bytes:
-    """Pack rows as one frame: five int columns (line, kind, client, tx, amount), msgpack.
+def columns_of(lines: Sequence[int], rows: Sequence) -> Columns:
+    """Rows (decoded structs, see :mod:`shardpay.decode`) and their line numbers as
+    :data:`Columns`: one C-level pass per column."""
+    return (lines, bytearray(map(_KIND, rows)), list(map(_CLIENT, rows)), list(map(_TX, rows)),
+            list(map(_AMOUNT, rows)))
+
+
+def pack_frame(lines: Sequence[int], kinds: bytes, clients: Sequence[int], txs: Sequence[int],
+               amounts: Sequence[int]) -> bytes:
+    """Pack one shard's rows as a frame, msgpack: line numbers, kind codes as
+    bytes (one byte a row, ``+ DUPLICATE`` for a claimed id), client ids, tx ids,
+    amounts in 1/10,000 units (0 for dispute, resolve, chargeback).
 
     msgpack from lists of ints costs ~6 ns an int here; ``array('q', ...)``
     costs ~45 (every item goes through ``PyArg_Parse``), so the ring carries
     msgpack, not raw int64.
     """
-    cols = [lines if isinstance(lines, list) else list(lines)]
-    cols.extend(list(map(get, rows)) for get in _COLUMNS)
-    return _FRAME_ENCODER.encode(cols)
+    return _FRAME_ENCODER.encode((lines if isinstance(lines, list) else list(lines), kinds, clients, txs, amounts))
 
 
-def unpack_frame(frame: bytes) -> tuple[list[int], list[int], list[int], list[int], list[int]]:
-    """The five int columns of a frame (see :func:`pack_frame`).
+def unpack_frame(frame: bytes) -> tuple[list[int], bytes, list[int], list[int], list[int]]:
+    """The five columns of a frame (see :func:`pack_frame`); iterating ``kinds`` gives ints.
 
     Raises:
         msgspec.DecodeError, msgspec.ValidationError: the frame is not a shard frame.
@@ -271,13 +286,11 @@ class Reader:
             self.rows += len(rejects)
             self.on_rejects(rejects)
         if rows:
-            self._claim(rows)
             self.rows += len(rows)
             workers = self.workers
             if workers == 1:
-                self.shard_rows[0] += len(rows)
-                self.sinks[0](pack_frame(lines, rows))
-            else:
+                parts = [columns_of(lines, rows)]
+            else:  # one Python step a row: the client's shard
                 shard = self.shard
                 shard_lines: list[list[int]] = [[] for _ in range(workers)]
                 shard_rows: list[list] = [[] for _ in range(workers)]
@@ -285,30 +298,38 @@ class Reader:
                     s = shard[r.client]
                     shard_lines[s].append(line)
                     shard_rows[s].append(r)
-                for s in range(workers):
-                    if shard_rows[s]:
-                        self.shard_rows[s] += len(shard_rows[s])
-                        self.sinks[s](pack_frame(shard_lines[s], shard_rows[s]))
+                parts = [columns_of(shard_lines[s], shard_rows[s]) for s in range(workers)]
+            self._claim(parts)
+            for s, part in enumerate(parts):
+                if part[0]:
+                    self.shard_rows[s] += len(part[0])
+                    self.sinks[s](pack_frame(*part))
         t2 = time.perf_counter()
         self.decode_seconds += t1 - t0
         self.route_seconds += t2 - t1
 
-    def _claim(self, block: list) -> None:
-        """Claim the tx ids of a chunk's deposits/withdrawals (in line order); mark duplicates in place.
+    def _claim(self, parts: Sequence[Columns]) -> None:
+        """Claim the tx ids of a chunk's deposits/withdrawals, in line order; mark duplicates.
+
+        ``parts``: the chunk's rows as :data:`Columns`, one per shard (each in
+        line order). A row whose id was claimed before, by an earlier chunk or
+        an earlier line, gets ``DUPLICATE`` added to its kind, in place.
 
         No Python step per id. Rising ids (the usual partner file) are all
-        above the largest claimed one, so only the block itself can hold a
+        above the largest claimed one, so only the chunk itself can hold a
         duplicate, and one BitMap union claims them (~20 ns an id); ids
         clustered in a narrow range (a few out of order, ``messy``) are
         checked with one BitMap intersection, as cheap. Ids spread over the
         u32 range (``sparse``) are looked up in the BitMap by one C-level
         ``map`` and added by one ``update`` (~0.5 µs an id, most of it
-        roaring's container search; a BitMap of such a block would cost
+        roaring's container search; a BitMap of such a chunk would cost
         more, a container per id). Only the rows of an id claimed before, or
-        repeated inside the block, are then visited one by one (random u32
+        repeated inside the chunk, are then visited one by one (random u32
         ids collide about once a chunk at 2M rows: birthday collisions).
         """
-        txs = [r.tx for r in block if r.kind <= WITHDRAWAL]
+        txs: list[int] = []
+        for _, kinds, _, ids, _ in parts:
+            txs += compress(ids, kinds.translate(_MONEY))
         if not txs:
             return
         claimed = self.claimed
@@ -331,49 +352,41 @@ class Reader:
             self._add_claims(txs, new, hi)
             return
         # Some rows are duplicates: every row of an id claimed before this
-        # block, and every occurrence after the first of an id new to it.
+        # chunk, and every occurrence after the first of an id new to it.
         suspects = old if unique else old | {tx for tx, n in Counter(txs).items() if n > 1}
-        ids = list(map(_TX, block))
-        if len(suspects) <= 4:  # a scan of the ids per suspect
-            where = []
-            for tx in suspects:
-                i = ids.index(tx)
-                while True:
-                    where.append(i)
+        found = []  # (line, part, index) of each deposit/withdrawal with a suspect id
+        for p, (lines, kinds, _, ids, _) in enumerate(parts):
+            if len(suspects) <= 4:  # a scan of the ids per suspect
+                where = []
+                for tx in suspects:
+                    i = -1
                     try:
-                        i = ids.index(tx, i + 1)
+                        while True:
+                            i = ids.index(tx, i + 1)
+                            where.append(i)
                     except ValueError:
-                        break
-            where.sort()
-        else:  # one pass over the ids
-            where = compress(range(len(ids)), map(suspects.__contains__, ids))
+                        pass
+            else:  # one pass over the ids
+                where = compress(range(len(ids)), map(suspects.__contains__, ids))
+            found += ((lines[i], p, i) for i in where if kinds[i] <= WITHDRAWAL)
+        found.sort()
         seen: set[int] = set()
-        for i in where:
-            r = block[i]
-            if r.kind <= WITHDRAWAL:
-                if r.tx in old or r.tx in seen:
-                    block[i] = _Duplicate(r.client, r.tx, r.amount, r.kind + DUPLICATE)
-                else:
-                    seen.add(r.tx)
+        for _, p, i in found:
+            tx = parts[p][3][i]
+            if tx in old or tx in seen:
+                parts[p][1][i] += DUPLICATE
+            else:
+                seen.add(tx)
         self._add_claims(txs, new, hi)
 
     def _add_claims(self, txs: list[int], new: BitMap | None, hi: int) -> None:
-        """Add a block's ids to the claims (``new``: the same ids as a BitMap, if built)."""
+        """Add a chunk's ids to the claims (``new``: the same ids as a BitMap, if built)."""
         if new is None:
             self.claimed.update(txs)
         else:
             self.claimed |= new
         if hi > self._max_claimed:
             self._max_claimed = hi
-
-
-class _Duplicate:
-    """A deposit/withdrawal row whose tx id was already claimed (kind + DUPLICATE)."""
-
-    __slots__ = ("client", "tx", "amount", "kind")
-
-    def __init__(self, client: int, tx: int, amount: int, kind: int) -> None:
-        self.client, self.tx, self.amount, self.kind = client, tx, amount, kind
 
 
 def run_reader(

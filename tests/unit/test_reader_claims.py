@@ -2,7 +2,8 @@
 
 A block's ids are checked and claimed with BitMap operations; only the rows
 of an id claimed earlier, or repeated inside the block, are visited one by
-one. Whatever the mix, the marks must equal a plain set's, in file order.
+one. Whatever the mix, and however the block is split into shards, the marks
+must equal a plain set's, in file order.
 """
 
 import random
@@ -11,10 +12,25 @@ import pytest
 
 from shardpay.decode import DEPOSIT, DISPUTE, Deposit, Dispute, Withdrawal
 from shardpay.ledger import DUPLICATE
-from shardpay.reader import Reader
+from shardpay.reader import Reader, columns_of
 
 
-def _check(blocks):
+def claim(reader, block, shards=1):
+    """Claim ``block`` (rows in line order) split round-robin-by-client into
+    ``shards`` parts, as the reader does; return the block's kinds, in line order."""
+    parts = [columns_of([i for i, r in enumerate(block) if r.client % shards == s],
+                        [r for r in block if r.client % shards == s]) for s in range(shards)]
+    before = [tuple(col for j, col in enumerate(part) if j != 1) for part in parts]
+    reader._claim(parts)
+    assert [tuple(col for j, col in enumerate(part) if j != 1) for part in parts] == before  # only kinds change
+    kinds = [0] * len(block)
+    for lines, part_kinds, *_ in parts:
+        for line, kind in zip(lines, part_kinds):
+            kinds[line] = kind
+    return kinds
+
+
+def _check(blocks, shards=1):
     reader = Reader(None, [lambda f: None], list)
     seen: set[int] = set()
     for block in blocks:
@@ -25,11 +41,9 @@ def _check(blocks):
             else:
                 want.append(row.kind + DUPLICATE if row.tx in seen else row.kind)
                 seen.add(row.tx)
-        rows = [(r.client, r.tx, getattr(r, "amount", 0)) for r in block]
-        reader._claim(block)
-        assert [r.kind for r in block] == want
-        assert [(r.client, r.tx, getattr(r, "amount", 0)) for r in block] == rows
+        assert claim(reader, block, shards) == want
     assert set(reader.claimed) == seen
+    return reader
 
 
 def _row(rng, tx):
@@ -37,8 +51,8 @@ def _row(rng, tx):
     return cls(rng.randrange(65536), tx, 7) if cls is not Dispute else cls(rng.randrange(65536), tx)
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_random_u32_ids_in_big_blocks_with_collisions(seed):
+@pytest.mark.parametrize(("seed", "shards"), [(0, 1), (1, 1), (2, 3), (3, 4)])
+def test_random_u32_ids_in_big_blocks_with_collisions(seed, shards):
     rng = random.Random(seed)
     claimed: list[int] = []
     blocks = []
@@ -56,10 +70,11 @@ def test_random_u32_ids_in_big_blocks_with_collisions(seed):
             block.append(row)
         claimed.extend(r.tx for r in block)
         blocks.append(block)
-    _check(blocks)
+    _check(blocks, shards)
 
 
-def test_rising_blocks_with_repeats_inside_and_then_random_ids():
+@pytest.mark.parametrize("shards", [1, 2, 3])
+def test_rising_blocks_with_repeats_inside_and_then_random_ids(shards):
     rng = random.Random(9)
     blocks = [
         [Deposit(1, 10, 1), Deposit(2, 11, 1), Withdrawal(1, 11, 1), Dispute(1, 11), Deposit(3, 12, 1), Deposit(3, 11, 1)],
@@ -69,10 +84,19 @@ def test_rising_blocks_with_repeats_inside_and_then_random_ids():
         [_row(rng, rng.randrange(2**32)) for _ in range(500)],
         [Dispute(1, 99), Dispute(1, 99)],  # references only: nothing to claim
     ]
-    _check(blocks)
+    _check(blocks, shards)
 
 
 def test_a_reference_row_with_a_claimed_id_is_never_marked():
-    blocks = [[Deposit(1, 7, 1)], [Dispute(1, 7), Deposit(2, 3, 1), Dispute(2, 3), Deposit(2, 7, 1), Dispute(1, 7)]]
-    _check(blocks)
-    assert [r.kind for r in blocks[1]] == [DISPUTE, DEPOSIT, DISPUTE, DEPOSIT + DUPLICATE, DISPUTE]
+    reader = Reader(None, [lambda f: None], list)
+    assert claim(reader, [Deposit(1, 7, 1)]) == [DEPOSIT]
+    block = [Dispute(1, 7), Deposit(2, 3, 1), Dispute(2, 3), Deposit(2, 7, 1), Dispute(1, 7)]
+    assert claim(reader, block, 2) == [DISPUTE, DEPOSIT, DISPUTE, DEPOSIT + DUPLICATE, DISPUTE]
+
+
+def test_the_first_line_claims_whichever_shard_it_went_to():
+    """A repeated id in one chunk: the earlier line wins even when its shard comes later."""
+    reader = Reader(None, [lambda f: None], list)
+    # client 3 -> part 1, client 2 -> part 0 (client % 2); line 0 holds the first claim
+    block = [Deposit(3, 50, 1), Deposit(2, 50, 1), Withdrawal(3, 51, 1), Deposit(2, 51, 1)]
+    assert claim(reader, block, 2) == [DEPOSIT, DEPOSIT + DUPLICATE, 1, DEPOSIT + DUPLICATE]
