@@ -115,7 +115,7 @@ def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed buffers for reuse in this process; return True if it did.
 
     The reader makes and drops several buffers of 256 KiB-1 MiB a chunk (the
-    chunk, its byte classes, its JSON). By default glibc serves blocks that
+    chunk, its skeleton, its JSON). By default glibc serves blocks that
     size with ``mmap`` and unmaps them when freed (or trims the heap), so
     every chunk touches fresh pages: ~360,000 page faults for a 10M-row file
     in the reader alone, ~1 CPU second on this VM. With blocks below
