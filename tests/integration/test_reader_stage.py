@@ -1,0 +1,46 @@
+"""profiling/reader_stage.py: the reader stage alone, and its frame digest.
+
+The digest is what says two readers made the same frames, so it must be the
+same for the same tree run twice and change when the frames change.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from shardpay.generate import generate
+
+from tests.conftest import ROOT
+
+TOOL = ROOT / "profiling" / "reader_stage.py"
+
+
+def _stage(tmp_path, *args: str) -> str:
+    data = tmp_path / "tx.csv"
+    if not data.exists():
+        with open(data, "wb") as f:
+            generate(6_000, f, seed=4, scenario="messy", clients=200)
+    r = subprocess.run([sys.executable, str(TOOL), str(data), *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def _digests(out: str) -> list[str]:
+    return re.findall(r"digest ([0-9a-f]{12})", out)
+
+
+def test_the_same_tree_twice_makes_the_same_frames(tmp_path):
+    out = _stage(tmp_path, "--tree", str(ROOT), "--tree", str(ROOT), "--workers", "2", "--repeat", "2")
+    assert len(_digests(out)) == 4 and len(set(_digests(out))) == 1
+    assert out.count("median") == 2 and "(1.000x the first)" in out
+    assert all(int(n) > 0 for n in re.findall(r"(\d+) ns/row", out))
+
+
+def test_other_shard_counts_make_other_frames(tmp_path):
+    out = _stage(tmp_path, "--workers", "1,3", "--repeat", "1")
+    one, three = _digests(out)
+    assert one != three
+    frames = [int(n) for n in re.findall(r"(\d+) frames", out)]
+    assert frames[1] > frames[0]  # three shards: up to three frames a chunk
