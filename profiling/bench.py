@@ -5,7 +5,7 @@ Usage::
     python profiling/bench.py --rows 10M --workers 1,2,4,8 --scenario uniform
     python profiling/bench.py --rows 2M --scenario uniform,hot,disputes,sparse,messy --no-model
     python profiling/bench.py --rows 5M,10M,20M --memory           # RSS slope per stored deposit
-    python profiling/bench.py --rows 10M --reader-ceiling 1,2,4,8  # the reader alone
+    python profiling/bench.py --rows 10M --reader-ceiling 1,2,4,8  # the reader alone, and the reference
 
 For each scenario it generates the data once (``profiling/data/``, not
 committed; deterministic by ``--seed``), then runs, ``--repeat`` times and
@@ -19,7 +19,13 @@ alternating so machine noise hits every command alike:
 It prints one table (median wall, rows/s, CPU of all processes, peak RSS of
 all processes together, ratio against the reference and against the floor)
 and the engine's stage figures of the median run, and writes both as
-Markdown and JSON to ``profiling/results/``.
+Markdown and JSON to ``profiling/results/`` (``--results``; inputs go to
+``--data``).
+
+``--reader-ceiling`` runs the reader alone instead (decode, claim, route
+into rings that N processes drain without applying anything), alternating
+with the reference model unless ``--no-model``, and gives its rows/s as a
+multiple of the reference's.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 RESULTS = HERE / "results"
+REFERENCE = "reference model"
 
 
 def parse_count(text: str) -> int:
@@ -47,10 +54,10 @@ def parse_count(text: str) -> int:
     return int(float(text.rstrip("KM")) * mult)
 
 
-def data_file(rows: int, scenario: str, seed: int) -> Path:
-    """The generated input, made once and reused (``profiling/data/``)."""
-    DATA.mkdir(exist_ok=True)
-    path = DATA / f"{scenario}-{rows}-s{seed}.csv"
+def data_file(rows: int, scenario: str, seed: int, data: Path = DATA) -> Path:
+    """The generated input, made once and reused (``profiling/data/`` unless ``data`` says otherwise)."""
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / f"{scenario}-{rows}-s{seed}.csv"
     if not path.exists():
         print(f"generating {path.name} ...", file=sys.stderr, flush=True)
         tmp = path.with_suffix(".tmp")
@@ -58,6 +65,11 @@ def data_file(rows: int, scenario: str, seed: int) -> Path:
                         "--scenario", scenario], check=True)
         tmp.rename(path)
     return path
+
+
+def reference_cmd(path: Path) -> list[str]:
+    """The plain single-process implementation of SPEC on ``path`` (``shardpay.model``)."""
+    return [sys.executable, "-m", "shardpay.model", str(path)]
 
 
 def shardpay_exe() -> str:
@@ -91,7 +103,7 @@ def bench_scenario(path: Path, rows: int, workers: list[int], repeat: int, model
     stats_file = Path(tempfile.mkstemp(prefix="shardpay-bench-", suffix=".json")[1])
     commands: list[tuple[str, list[str]]] = [("floor (wc -l)", ["wc", "-l", str(path)])]
     if model:
-        commands.append(("reference model", [sys.executable, "-m", "shardpay.model", str(path)]))
+        commands.append((REFERENCE, reference_cmd(path)))
     for backend in backends:
         extra = [] if backend == "local" else ["--backend", backend]
         for w in workers:
@@ -112,7 +124,7 @@ def bench_scenario(path: Path, rows: int, workers: list[int], repeat: int, model
     stats_file.unlink()
     table = []
     floor = statistics.median(x["wall"] for x in runs["floor (wc -l)"])
-    ref = statistics.median(x["wall"] for x in runs["reference model"]) if model else None
+    ref = statistics.median(x["wall"] for x in runs[REFERENCE]) if model else None
     for name, _ in commands:
         walls = sorted(x["wall"] for x in runs[name])
         med = statistics.median(walls)
@@ -174,12 +186,12 @@ def markdown(result: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def memory_slope(counts: list[int], seed: int, workers: int | None) -> dict:
+def memory_slope(counts: list[int], seed: int, workers: int | None, data: Path = DATA) -> dict:
     """Peak RSS of all processes against stored deposits; least-squares slope in bytes/deposit."""
     exe = shardpay_exe()
     points = []
     for rows in counts:
-        path = data_file(rows, "uniform", seed)
+        path = data_file(rows, "uniform", seed, data)
         with tempfile.NamedTemporaryFile(suffix=".json") as st:
             cmd = [exe, str(path), "--quiet", "--stats", st.name] + (["--workers", str(workers)] if workers else [])
             res = timed(cmd)
@@ -196,8 +208,14 @@ def memory_slope(counts: list[int], seed: int, workers: int | None) -> dict:
     return {"points": points, "bytes_per_stored_deposit": round(slope, 1)}
 
 
-def reader_ceiling(path: Path, rows: int, workers: list[int], repeat: int) -> list[dict]:
-    """The reader alone: decode, claim, route into real rings drained by processes that apply nothing."""
+def reader_ceiling(path: Path, rows: int, workers: list[int], repeat: int, model: bool) -> dict:
+    """The reader alone: decode, claim, route into real rings drained by processes that apply nothing.
+
+    With ``model``, the reference model runs in the same rounds, alternating
+    with the reader runs, and each reader rate is also given as a multiple of
+    the reference's rows/s (issue 9's "8x the plain implementation").
+    """
+    import gc
     import multiprocessing
 
     from shardpay.proc import keep_freed_memory
@@ -206,36 +224,45 @@ def reader_ceiling(path: Path, rows: int, workers: list[int], repeat: int) -> li
 
     keep_freed_memory()  # as in the engine's reader process
     ctx = multiprocessing.get_context("fork")
-    out = []
-    for w in workers:
-        walls = []
-        for _ in range(repeat):
+    walls: dict[int, list[float]] = {w: [] for w in workers}
+    figures: dict[int, dict] = {}
+    ref_walls: list[float] = []
+    for r in range(repeat):
+        if model:
+            ref_walls.append(timed(reference_cmd(path))["wall"])
+            print(f"  run {r + 1}/{repeat}: {REFERENCE:<24} {ref_walls[-1]:7.2f} s", file=sys.stderr, flush=True)
+        for w in workers:
             rings = [Ring(ctx, segment_name(i)) for i in range(w)]
             try:
-                drains = [ctx.Process(target=_drain, args=(r,)) for r in rings]
+                drains = [ctx.Process(target=_drain, args=(ring,)) for ring in rings]
                 for p in drains:
                     p.start()
-                import gc
-
                 gc.disable()
                 t0 = time.perf_counter()
                 with open(path, "rb", buffering=0) as f:
-                    reader = Reader(f, [r.send for r in rings], lambda rejects: None)
+                    reader = Reader(f, [ring.send for ring in rings], lambda rejects: None)
                     reader.run()
-                for r in rings:
-                    r.send_eos()
+                for ring in rings:
+                    ring.send_eos()
                 for p in drains:
                     p.join()
-                walls.append(time.perf_counter() - t0)
+                walls[w].append(time.perf_counter() - t0)
                 gc.enable()
             finally:
-                for r in rings:
-                    r.unlink()
-        med = statistics.median(walls)
-        out.append({"workers": w, "wall_median_s": round(med, 3), "rows_per_s": round(rows / med),
-                    "decode_s": round(reader.decode_seconds, 3), "route_s": round(reader.route_seconds, 3)})
-        print(f"  reader alone, {w} drain(s): {rows / med:,.0f} rows/s", file=sys.stderr, flush=True)
-    return out
+                for ring in rings:
+                    ring.unlink()
+            figures[w] = {"decode_s": round(reader.decode_seconds, 3), "route_s": round(reader.route_seconds, 3)}
+            print(f"  run {r + 1}/{repeat}: reader alone, {w} drain(s) {walls[w][-1]:7.2f} s", file=sys.stderr, flush=True)
+    ref = statistics.median(ref_walls) if model else None
+    out = []
+    for w in workers:
+        med = statistics.median(walls[w])
+        out.append({"workers": w, "wall_median_s": round(med, 3), "wall_runs_s": [round(x, 3) for x in walls[w]],
+                    "rows_per_s": round(rows / med), "x_reference": round(ref / med, 2) if ref else None,
+                    **figures[w]})
+    return {"reference": {"wall_median_s": round(ref, 3), "wall_runs_s": [round(x, 3) for x in ref_walls],
+                          "rows_per_s": round(rows / ref)} if ref else None,
+            "readers": out}
 
 
 def _drain(ring) -> None:
@@ -247,7 +274,7 @@ def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", default="2M", help="rows, or a comma list for --memory (e.g. 5M,10M,20M)")
     p.add_argument("--workers", default="1,2", help="comma list of --workers values")
@@ -259,15 +286,18 @@ def main() -> int:
     p.add_argument("--reader-ceiling", metavar="N,N", help="run the reader alone with N draining workers")
     p.add_argument("--backend", default="local", help="comma list of --backend values: local,ray")
     p.add_argument("--name", help="results file name (default from the arguments)")
-    a = p.parse_args()
+    p.add_argument("--data", type=Path, default=DATA, help="where generated inputs are kept (default profiling/data)")
+    p.add_argument("--results", type=Path, default=RESULTS,
+                   help="where the tables are written (default profiling/results)")
+    a = p.parse_args(argv)
     workers = [int(x) for x in a.workers.split(",")]
-    RESULTS.mkdir(exist_ok=True)
+    a.results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M")
     report: dict = {"machine": machine(), "date": stamp, "argv": sys.argv[1:]}
     md = [f"## bench {' '.join(sys.argv[1:])}", "", f"{stamp}, {report['machine']}", ""]
     if a.memory:
         counts = [parse_count(x) for x in a.rows.split(",")]
-        mem = memory_slope(counts, a.seed, None)
+        mem = memory_slope(counts, a.seed, None, a.data)
         report["memory"] = mem
         md += ["| rows | stored deposits+withdrawals | peak RSS all processes MiB | wall s |", "| ---: | ---: | ---: | ---: |"]
         md += [f"| {q['rows']:,} | {q['stored']:,} | {q['peak_rss_all_bytes'] / 2**20:.0f} | {q['wall_s']} |"
@@ -278,13 +308,19 @@ def main() -> int:
         rows = parse_count(a.rows)
         report["scenarios"] = []
         for scenario in a.scenario.split(","):
-            path = data_file(rows, scenario, a.seed)
+            path = data_file(rows, scenario, a.seed, a.data)
             if a.reader_ceiling:
-                ceiling = reader_ceiling(path, rows, [int(x) for x in a.reader_ceiling.split(",")], a.repeat)
-                report["scenarios"].append({"scenario": scenario, "reader_ceiling": ceiling})
-                md += [f"### reader alone, {scenario}, {rows:,} rows", "", "| draining workers | wall s | rows/s |",
-                       "| ---: | ---: | ---: |"]
-                md += [f"| {c['workers']} | {c['wall_median_s']:.2f} | {c['rows_per_s']:,} |" for c in ceiling]
+                ceiling = reader_ceiling(path, rows, [int(x) for x in a.reader_ceiling.split(",")], a.repeat,
+                                         not a.no_model)
+                report["scenarios"].append({"scenario": scenario, "file": path.name, "reader_ceiling": ceiling})
+                md += [f"### reader alone, {scenario}, {rows:,} rows", "",
+                       f"`{path.name}`; median of the runs, the reference alternating with the reader runs.", "",
+                       "| command | wall s | rows/s | x the reference's rows/s |", "| --- | ---: | ---: | ---: |"]
+                if ceiling["reference"]:
+                    ref = ceiling["reference"]
+                    md.append(f"| {REFERENCE} | {ref['wall_median_s']:.2f} | {ref['rows_per_s']:,} | 1.00 |")
+                md += [f"| reader, {c['workers']} draining worker(s) | {c['wall_median_s']:.2f} | {c['rows_per_s']:,} | "
+                       f"{c['x_reference'] if c['x_reference'] else '-'} |" for c in ceiling["readers"]]
                 md.append("")
                 continue
             res = bench_scenario(path, rows, workers, a.repeat, not a.no_model, tuple(a.backend.split(",")))
@@ -295,9 +331,9 @@ def main() -> int:
         name = a.name or f"{tag}-{a.scenario.replace(',', '+')}-{a.rows}"
     text = "\n".join(md)
     print(text)
-    (RESULTS / f"{name}.md").write_text(text)
-    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS / name}.md and .json", file=sys.stderr)
+    (a.results / f"{name}.md").write_text(text)
+    (a.results / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {a.results / name}.md and .json", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,71 @@
+"""profiling/bench.py on a small file: the tables issue 9 is judged by.
+
+Walls on 20,000 rows say nothing about speed; these tests check that every
+command runs, the ratios are computed from the same run's medians, and the
+Markdown and JSON agree.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+TOOL = ROOT / "profiling" / "bench.py"
+
+
+def _ratio_close(got: float, num: float, den: float) -> bool:
+    """``got`` is ``num / den`` (walls rounded to 1 ms, the ratio to 0.01), within that rounding."""
+    want = num / den
+    return abs(got - want) <= want * (0.0005 / num + 0.0005 / den) + 0.0051
+
+
+def _bench(tmp_path, *args: str) -> tuple[dict, str]:
+    r = subprocess.run([sys.executable, str(TOOL), "--rows", "20K", "--repeat", "2", "--name", "t",
+                        "--data", str(tmp_path / "data"), "--results", str(tmp_path / "results"), *args],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "results" / "t.json").read_text())
+    md = (tmp_path / "results" / "t.md").read_text()
+    assert md in r.stdout
+    return report, md
+
+
+def test_the_table_has_every_command_and_ratios_from_the_same_run(tmp_path):
+    report, md = _bench(tmp_path, "--workers", "1,2")
+    assert (tmp_path / "data" / "uniform-20000-s1.csv").exists()
+    (scenario,) = report["scenarios"]
+    table = {row["command"]: row for row in scenario["table"]}
+    assert list(table) == ["floor (wc -l)", "reference model", "shardpay --workers 1", "shardpay --workers 2"]
+    ref = table["reference model"]["wall_median_s"]
+    for name in ("shardpay --workers 1", "shardpay --workers 2"):
+        row = table[name]
+        assert len(row["wall_runs_s"]) == 2
+        assert _ratio_close(row["x_faster_than_reference"], ref, row["wall_median_s"])
+        assert row["rows_per_s"] == pytest.approx(20_000 / row["wall_median_s"], rel=0.01)
+        assert sum(row["stages"]["rows_per_shard"]) == 20_000
+        assert f"| {name} | {row['wall_median_s']:.2f} |" in md
+    assert len(table["shardpay --workers 2"]["stages"]["worker_cpu_s"]) == 2
+
+
+def test_the_reader_ceiling_alternates_with_the_reference(tmp_path):
+    report, md = _bench(tmp_path, "--reader-ceiling", "1,2")
+    ceiling = report["scenarios"][0]["reader_ceiling"]
+    ref = ceiling["reference"]
+    assert len(ref["wall_runs_s"]) == 2 and ref["rows_per_s"] == pytest.approx(20_000 / ref["wall_median_s"], rel=0.01)
+    assert [c["workers"] for c in ceiling["readers"]] == [1, 2]
+    for c in ceiling["readers"]:
+        assert len(c["wall_runs_s"]) == 2
+        assert _ratio_close(c["x_reference"], ref["wall_median_s"], c["wall_median_s"])
+        assert f"| reader, {c['workers']} draining worker(s) | {c['wall_median_s']:.2f} |" in md
+
+
+def test_the_reader_ceiling_without_the_reference(tmp_path):
+    report, md = _bench(tmp_path, "--reader-ceiling", "1", "--no-model")
+    ceiling = report["scenarios"][0]["reader_ceiling"]
+    assert ceiling["reference"] is None and ceiling["readers"][0]["x_reference"] is None
+    assert "reference model" not in md
