@@ -9,6 +9,9 @@ Data layout, chosen for speed and compactness (client ids are u16):
 
 * balances: two lists of 65,536 ints indexed by client (``available``,
   ``held``); ``locked`` and ``exists`` are bytearrays of 65,536 flags.
+  ``max_held`` bounds every held balance from above, so a deposit reads
+  ``held[c]`` for its overflow check only when available passes
+  ``MAX_UNITS - max_held`` (never, in ordinary files).
 * stored transactions (accepted deposits, and accepted withdrawals so a
   dispute of one is ``not_disputable``): rising tx ids, the usual case, go to
   four parallel arrays (tx u32, amount u64, client u32, state u8: 17 bytes
@@ -115,6 +118,7 @@ class Ledger:
         self.buckets: list[array] | None = None
         self.rejects: list[tuple[int, int, int, int, int, int, int]] = []
         self.applied = 0
+        self.max_held = 0  # an upper bound of every held balance (held grows only by disputes)
 
     def stored(self) -> int:
         """Number of stored transactions (accepted deposits and withdrawals)."""
@@ -154,6 +158,11 @@ class Ledger:
         add_id, add_amount, add_client, add_state = (
             new_ids.append, new_amounts.append, new_clients.append, new_states.append,
         )
+        max_held = self.max_held
+        # A deposit leaving available at or below the headroom cannot push a
+        # total past the maximum, so held[c] is read only above it: measured
+        # 7-12% less apply time on the 10M file (a random load saved a deposit).
+        headroom = max_units - max_held
         last_old = tx_ids[-1] if tx_ids else -1
         last_tx = last_old
         for line, kind, c, tx, amt in zip(lines, kinds, clients, txs, amounts):
@@ -166,7 +175,7 @@ class Ledger:
                 continue
             if kind == 0:  # deposit
                 a = available[c] + amt
-                if a + held[c] > max_units:
+                if a > headroom and a + held[c] > max_units:
                     reject((line, OVERFLOW, kind, c, tx, amt, 0))
                     continue
                 available[c] = a
@@ -244,6 +253,9 @@ class Ledger:
                     continue
                 available[c] = a
                 held[c] = h
+                if h > max_held:
+                    max_held = h
+                    headroom = max_units - h
                 st = DISPUTED
             else:
                 if st != DISPUTED:
@@ -265,6 +277,7 @@ class Ledger:
                     st = CHARGED_BACK
                 held[c] = h
             sts[i] = st
+        self.max_held = max_held
         if new_ids:
             tx_ids.extend(new_ids)
             starts.extend(tx_ids[len(starts) * STRIDE :: STRIDE])

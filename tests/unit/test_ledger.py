@@ -166,6 +166,16 @@ def test_deposit_overflow_counts_held(book):
     assert book(DEPOSIT, 1, 3, 5) is None
 
 
+def test_deposit_overflow_counts_held_raised_earlier_in_the_same_call():
+    """held grows inside one apply call (the shard's bound on held must follow at once)."""
+    ledger = Ledger()
+    rows = [(2, DEPOSIT, 1, 1, MAX_UNITS - 5), (3, DISPUTE, 1, 1, 0), (4, DEPOSIT, 1, 2, 6),
+            (5, DEPOSIT, 1, 3, 5), (6, DEPOSIT, 2, 4, MAX_UNITS), (7, RESOLVE, 1, 1, 0), (8, DEPOSIT, 1, 5, 1)]
+    ledger.apply(*zip(*rows))
+    assert [(r[0], REASONS[r[1]]) for r in ledger.rejects] == [(4, "overflow"), (8, "overflow")]
+    assert (ledger.available[1], ledger.held[1], ledger.available[2]) == (MAX_UNITS, 0, MAX_UNITS)
+
+
 def test_dispute_overflow_of_held(book):
     book(DEPOSIT, 1, 1, MAX_UNITS)
     book(WITHDRAWAL, 1, 2, MAX_UNITS)
