@@ -27,7 +27,8 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Sequence
-from itertools import accumulate
+from itertools import accumulate, compress, repeat
+from operator import add, is_not, not_
 from typing import Annotated, ClassVar, NamedTuple, Union
 
 import msgspec
@@ -229,30 +230,36 @@ def decode_chunk(block: bytes, first_line: int) -> tuple[Sequence[int], list, li
     if clean:
         return _decode_run(block, first_line)
     # Some line needs the exact path: find them from the skeleton (one set
-    # lookup a line) and decode all the others in one msgspec call.
+    # lookup a line, at C level) and decode all the others with msgspec.
     raws = block.split(b"\n")
     raws.pop()  # the block ends in LF
-    odd = {i for i, sk in enumerate(skel.split(b"\n")) if sk not in _CLEAN_SKELETONS}
+    n = len(raws)
+    fast = list(map(_CLEAN_SKELETONS.__contains__, skel.split(b"\n")))
+    fast.pop()  # the empty piece after the last LF
     line, counted = 0, 0
     for m in _FIVE_DECIMALS.finditer(block):  # five or more decimals: exact path (fifth-decimal zeros, rounding)
         line += block.count(b"\n", counted, m.start())
         counted = m.start()
-        odd.add(line)
-    slots: list = [None] * len(raws)
+        fast[line] = False
+    slots: list = [None] * n
     rejects: list[Reject] = []
-    good = [i for i in range(len(raws)) if i not in odd]
+    good = list(compress(range(n), fast))
     if good:
-        _decode_lines([raws[i] for i in good], good, slots, first_line, rejects)
-    for i in odd:
-        if i < len(raws):
-            row = decode_line(raws[i], first_line + i)
-            if isinstance(row, Reject):
-                rejects.append(row)
-            else:
-                slots[i] = row
+        _decode_lines(list(compress(raws, fast)), good, slots, first_line, rejects)
+    for i in compress(range(n), map(not_, fast)):
+        row = decode_line(raws[i], first_line + i)
+        if isinstance(row, Reject):
+            rejects.append(row)
+        else:
+            slots[i] = row
     rejects.sort(key=_line_of)
-    lines = [first_line + i for i, r in enumerate(slots) if r is not None]
-    return lines, [r for r in slots if r is not None], rejects
+    return _gather(slots, first_line) + (rejects,)
+
+
+def _gather(slots: list, first_line: int) -> tuple[list[int], list]:
+    """``(lines, rows)`` of the filled slots (a row struct is always true; empty slots are None)."""
+    return list(compress(range(first_line, first_line + len(slots)), map(is_not, slots, repeat(None)))), \
+        list(filter(None, slots))
 
 
 def _line_of(r: Reject) -> int:
@@ -287,44 +294,61 @@ def _decode_run(block: bytes, first_line: int) -> tuple[Sequence[int], list, lis
     slots: list = [None] * len(raws)
     rejects: list[Reject] = []
     _decode_lines(raws, range(len(raws)), slots, first_line, rejects)
-    lines = [first_line + i for i, r in enumerate(slots) if r is not None]
-    return lines, [r for r in slots if r is not None], rejects
+    return _gather(slots, first_line) + (rejects,)
+
+
+SPAN_AFTER_REFUSAL = 64
+"""Rows per msgspec call once a call was refused in a chunk: a refused call loses
+the rows it decoded before the bad one, so a chunk with many bad lines (``messy``)
+decodes in short spans; one refusal alone costs one re-decode of a prefix."""
 
 
 def _decode_lines(raws: list[bytes], where: Sequence[int], slots: list, first_line: int,
                   rejects: list[Reject]) -> None:
-    """Decode guard-clean lines (exactly 3 commas each) in one msgspec call.
+    """Decode guard-clean lines (exactly 3 commas each) with as few msgspec calls as it takes.
 
     ``raws[j]`` is the line at index ``where[j]`` of the chunk; its row goes to
     ``slots[where[j]]``. A line msgspec refuses (out of range, unknown type,
-    leading zeros, zero amount) takes the exact path and decoding resumes
-    after it in the same JSON text, so each line is decoded at most twice.
+    leading zeros, zero amount) takes the exact path; the lines before it in
+    the same call are decoded again alone, and decoding resumes after it in
+    the same JSON text, in spans of :data:`SPAN_AFTER_REFUSAL` rows from then
+    on (so a line is decoded at most twice, and usually once).
     """
     js = bytearray(_to_json(b"\n".join(raws) + b"\n"))
     # A guard-clean line of length L becomes L + 12 bytes of JSON, plus a comma;
     # row j starts at starts[j], after a "[" (j = 0) or a ",".
-    starts = list(accumulate((len(r) + 13 for r in raws), initial=1))
-    i0, n = 0, len(raws)
+    starts = list(accumulate(map(add, map(len, raws), repeat(13)), initial=1))
+    i0, n, span = 0, len(raws), len(raws)
     with memoryview(js) as mv:
         while i0 < n:
-            # Decode rows i0.. in place: a "[" over the separator before row i0.
+            # Decode rows i0..end-1 in place: a "[" over the separator before
+            # row i0, a "]" over the one after row end-1 (restored after).
+            end = i0 + span if i0 + span < n else n
             js[starts[i0] - 1] = 0x5B
+            if end < n:
+                js[starts[end] - 1] = 0x5D
             try:
-                rows = _FAST_DECODER.decode(mv[starts[i0] - 1 :])
-                for w, r in zip(where[i0:], rows):
-                    slots[w] = r
-                return
+                rows = _FAST_DECODER.decode(mv[starts[i0] - 1 : starts[end]])
+                k = end
             except (msgspec.ValidationError, msgspec.DecodeError) as err:
                 m = _ERR_INDEX.search(str(err))
                 k = i0 + int(m.group(1)) if m else i0
-                last = k + 1 if m else n  # unexpected error text: every remaining line exactly
-            if k > i0:  # rows i0..k-1 are fine: decode them alone, a "]" over the separator after k-1
+                last = k + 1 if m else end  # unexpected error text: the whole span exactly
+                rows = None
+                span = SPAN_AFTER_REFUSAL
+            if end < n:
+                js[starts[end] - 1] = 0x2C
+            if rows is None and k > i0:  # rows i0..k-1 are fine: decode them alone
                 js[starts[k] - 1] = 0x5D
                 rows = _FAST_DECODER.decode(mv[starts[i0] - 1 : starts[k]])
                 js[starts[k] - 1] = 0x2C
+            if rows:
                 for w, r in zip(where[i0:k], rows):
                     slots[w] = r
-            for j in range(k, min(last, n)):
+            if k == end:
+                i0 = end
+                continue
+            for j in range(k, last):
                 row = decode_line(raws[j], first_line + where[j])
                 if isinstance(row, Reject):
                     rejects.append(row)

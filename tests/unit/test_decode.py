@@ -2,6 +2,7 @@
 
 import io
 
+import msgspec
 import pytest
 
 from shardpay.decode import (
@@ -143,6 +144,43 @@ def test_block_with_one_out_of_range_row_in_the_middle():
     rows, rejects = rows_of(block, 2)
     assert len(rows) == 900 and rejects[0][0] == 502
     assert [r[0] for r in rows] == list(range(2, 502)) + list(range(503, 903))
+
+
+def test_many_refused_lines_in_one_chunk_decode_in_spans(monkeypatch):
+    """Guard-clean lines msgspec refuses, spread over a chunk: after the first
+    refusal the rest decodes in short spans; every line still comes out as the
+    exact path has it, and no line is decoded by msgspec more than twice."""
+    import shardpay.decode as decode_mod
+
+    bad = [b"deposits,1,%d,1", b"deposit,70000,%d,1", b"deposit,007,%d,1", b"withdrawal,1,%d,0"]
+    lines = []
+    for i in range(700):
+        if i % 37 in (5, 6) or i == 699:  # pairs of refusals, and one at the very end
+            lines.append(bad[i % 4] % i)
+        elif i % 53 == 0:
+            lines.append(b"deposit, 1,%d,1" % i)  # odd for the guard: exact path from the start
+        else:
+            lines.append(b"deposit,%d,%d,%d.25" % (i % 9, i, i))
+    data = b"\n".join(lines) + b"\n"
+    calls = []
+    real = decode_mod._FAST_DECODER
+
+    class Counting:  # rows msgspec went through: all of a call's, or those before the refused one
+        def decode(self, buf):
+            try:
+                rows = real.decode(buf)
+            except msgspec.ValidationError as err:
+                calls.append(int(decode_mod._ERR_INDEX.search(str(err)).group(1)))
+                raise
+            calls.append(len(rows))
+            return rows
+
+    monkeypatch.setattr(decode_mod, "_FAST_DECODER", Counting())
+    assert rows_of(data) == exact_rows(data)
+    fast_lines = sum(1 for i in range(700) if i % 53 != 0 or i % 37 in (5, 6) or i == 699)
+    assert sum(calls) <= 2 * fast_lines
+    assert max(calls[1:]) <= decode_mod.SPAN_AFTER_REFUSAL  # spans after the first refusal
+    assert len(calls) > 700 // decode_mod.SPAN_AFTER_REFUSAL
 
 
 @pytest.mark.parametrize("header, has_amount", [(b"type,client,tx,amount", True), (b" Type , CLIENT,tx , Amount", True),
