@@ -97,31 +97,47 @@ def timed(cmd: list[str]) -> dict:
     return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "maxrss": ru.ru_maxrss * 1024}
 
 
-def bench_scenario(path: Path, rows: int, workers: list[int], repeat: int, model: bool,
-                   backends: tuple[str, ...] = ("local",)) -> dict:
+def bench_scenarios(paths: dict[str, Path], rows: int, workers: list[int], repeat: int, model: bool,
+                    backends: tuple[str, ...] = ("local",)) -> list[dict]:
+    """Time every command on every scenario's file, ``repeat`` rounds; each round
+    runs every command of every scenario once, so machine drift hits them alike.
+
+    Returns one result per scenario (``file``, ``rows``, ``table``), in order.
+    """
     exe = shardpay_exe()
     stats_file = Path(tempfile.mkstemp(prefix="shardpay-bench-", suffix=".json")[1])
-    commands: list[tuple[str, list[str]]] = [("floor (wc -l)", ["wc", "-l", str(path)])]
-    if model:
-        commands.append((REFERENCE, reference_cmd(path)))
-    for backend in backends:
-        extra = [] if backend == "local" else ["--backend", backend]
-        for w in workers:
-            commands.append((" ".join(["shardpay", *extra, "--workers", str(w)]),
+    commands: dict[str, list[tuple[str, list[str]]]] = {}
+    for scenario, path in paths.items():
+        cmds = [("floor (wc -l)", ["wc", "-l", str(path)])]
+        if model:
+            cmds.append((REFERENCE, reference_cmd(path)))
+        for backend in backends:
+            extra = [] if backend == "local" else ["--backend", backend]
+            for w in workers:
+                cmds.append((" ".join(["shardpay", *extra, "--workers", str(w)]),
                              [exe, str(path), *extra, "--workers", str(w), "--quiet", "--stats", str(stats_file)]))
-    runs: dict[str, list[dict]] = {name: [] for name, _ in commands}
+        commands[scenario] = cmds
+    runs: dict[str, dict[str, list[dict]]] = {sc: {name: [] for name, _ in cmds} for sc, cmds in commands.items()}
     for r in range(repeat):
-        for name, cmd in commands:
-            res = timed(cmd)
-            if name.startswith("shardpay"):
-                stats = json.loads(stats_file.read_text())
-                res["stats"] = stats
-                res["rss_all"] = stats["peak_rss_bytes_sum"]
-            else:
-                res["rss_all"] = res["maxrss"]
-            runs[name].append(res)
-            print(f"  run {r + 1}/{repeat}: {name:<24} {res['wall']:7.2f} s", file=sys.stderr, flush=True)
+        for scenario, cmds in commands.items():
+            for name, cmd in cmds:
+                res = timed(cmd)
+                if name.startswith("shardpay"):
+                    stats = json.loads(stats_file.read_text())
+                    res["stats"] = stats
+                    res["rss_all"] = stats["peak_rss_bytes_sum"]
+                else:
+                    res["rss_all"] = res["maxrss"]
+                runs[scenario][name].append(res)
+                label = f"{scenario}: {name}" if len(paths) > 1 else name
+                print(f"  run {r + 1}/{repeat}: {label:<34} {res['wall']:7.2f} s", file=sys.stderr, flush=True)
     stats_file.unlink()
+    return [_table(paths[sc], rows, commands[sc], runs[sc], model) for sc in paths]
+
+
+def _table(path: Path, rows: int, commands: list[tuple[str, list[str]]], runs: dict[str, list[dict]],
+           model: bool) -> dict:
+    """One scenario's table: medians, ratios against its reference and floor, stage figures."""
     table = []
     floor = statistics.median(x["wall"] for x in runs["floor (wc -l)"])
     ref = statistics.median(x["wall"] for x in runs[REFERENCE]) if model else None
@@ -143,6 +159,15 @@ def bench_scenario(path: Path, rows: int, workers: list[int], repeat: int, model
             row["stages"] = stage_figures(median_run["stats"])
         table.append(row)
     return {"file": path.name, "rows": rows, "table": table}
+
+
+def against_first(results: list[dict]) -> list[dict]:
+    """Each scenario's median wall of every shardpay command over the first scenario's
+    (``uniform`` when listed first): the scenario targets' ratios, from one run."""
+    base = {r["command"]: r["wall_median_s"] for r in results[0]["table"] if r["command"].startswith("shardpay")}
+    return [{"scenario": res["scenario"], "command": r["command"], "wall_median_s": r["wall_median_s"],
+             "x_first": round(r["wall_median_s"] / base[r["command"]], 2)}
+            for res in results for r in res["table"] if r["command"] in base]
 
 
 def stage_figures(s: dict) -> dict:
@@ -307,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rows = parse_count(a.rows)
         report["scenarios"] = []
+        paths: dict[str, Path] = {}
         for scenario in a.scenario.split(","):
             path = data_file(rows, scenario, a.seed, a.data)
             if a.reader_ceiling:
@@ -323,10 +349,22 @@ def main(argv: list[str] | None = None) -> int:
                        f"{c['x_reference'] if c['x_reference'] else '-'} |" for c in ceiling["readers"]]
                 md.append("")
                 continue
-            res = bench_scenario(path, rows, workers, a.repeat, not a.no_model, tuple(a.backend.split(",")))
-            res["scenario"] = scenario
-            report["scenarios"].append(res)
-            md.append(markdown(res, f"{scenario}, {rows:,} rows"))
+            paths[scenario] = path
+        if paths:
+            results = bench_scenarios(paths, rows, workers, a.repeat, not a.no_model, tuple(a.backend.split(",")))
+            for scenario, res in zip(paths, results):
+                res["scenario"] = scenario
+                report["scenarios"].append(res)
+                md.append(markdown(res, f"{scenario}, {rows:,} rows"))
+            if len(results) > 1:
+                ratios = against_first(results)
+                report["against_first"] = ratios
+                md += [f"### every scenario against {results[0]['scenario']} (same rounds, alternating)", "",
+                       f"| scenario | command | wall s (median) | x {results[0]['scenario']} |",
+                       "| --- | --- | ---: | ---: |"]
+                md += [f"| {q['scenario']} | {q['command']} | {q['wall_median_s']:.2f} | {q['x_first']:.2f} |"
+                       for q in ratios]
+                md.append("")
         tag = "reader-ceiling" if a.reader_ceiling else "bench"
         name = a.name or f"{tag}-{a.scenario.replace(',', '+')}-{a.rows}"
     text = "\n".join(md)

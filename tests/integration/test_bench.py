@@ -69,3 +69,16 @@ def test_the_reader_ceiling_without_the_reference(tmp_path):
     ceiling = report["scenarios"][0]["reader_ceiling"]
     assert ceiling["reference"] is None and ceiling["readers"][0]["x_reference"] is None
     assert "reference model" not in md
+
+
+def test_scenarios_alternate_and_are_compared_with_the_first(tmp_path):
+    report, md = _bench(tmp_path, "--workers", "2", "--no-model", "--scenario", "uniform,sparse")
+    assert [s["scenario"] for s in report["scenarios"]] == ["uniform", "sparse"]
+    walls = {s["scenario"]: {r["command"]: r["wall_median_s"] for r in s["table"]} for s in report["scenarios"]}
+    (uniform, sparse) = report["against_first"]
+    assert (uniform["scenario"], uniform["x_first"]) == ("uniform", 1.0)
+    assert sparse["command"] == "shardpay --workers 2"
+    assert _ratio_close(sparse["x_first"], walls["sparse"]["shardpay --workers 2"],
+                        walls["uniform"]["shardpay --workers 2"])
+    assert "### every scenario against uniform (same rounds, alternating)" in md
+    assert all("reference model" not in s for s in walls.values())
