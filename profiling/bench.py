@@ -22,10 +22,13 @@ and the engine's stage figures of the median run, and writes both as
 Markdown and JSON to ``profiling/results/`` (``--results``; inputs go to
 ``--data``).
 
+With several scenarios, every round runs every command on every scenario's
+file, and a last table gives each scenario's median wall over the first's.
+
 ``--reader-ceiling`` runs the reader alone instead (decode, claim, route
 into rings that N processes drain without applying anything), alternating
 with the reference model unless ``--no-model``, and gives its rows/s as a
-multiple of the reference's.
+multiple of the reference's; there the scenarios run one after the other.
 """
 
 from __future__ import annotations
@@ -250,7 +253,7 @@ def reader_ceiling(path: Path, rows: int, workers: list[int], repeat: int, model
     keep_freed_memory()  # as in the engine's reader process
     ctx = multiprocessing.get_context("fork")
     walls: dict[int, list[float]] = {w: [] for w in workers}
-    figures: dict[int, dict] = {}
+    figures: dict[int, list[dict]] = {w: [] for w in workers}  # the reader's stage seconds, run by run
     ref_walls: list[float] = []
     for r in range(repeat):
         if model:
@@ -276,15 +279,16 @@ def reader_ceiling(path: Path, rows: int, workers: list[int], repeat: int, model
             finally:
                 for ring in rings:
                     ring.unlink()
-            figures[w] = {"decode_s": round(reader.decode_seconds, 3), "route_s": round(reader.route_seconds, 3)}
+            figures[w].append({"decode_s": round(reader.decode_seconds, 3), "route_s": round(reader.route_seconds, 3)})
             print(f"  run {r + 1}/{repeat}: reader alone, {w} drain(s) {walls[w][-1]:7.2f} s", file=sys.stderr, flush=True)
     ref = statistics.median(ref_walls) if model else None
     out = []
     for w in workers:
         med = statistics.median(walls[w])
+        median_run = min(range(len(walls[w])), key=lambda i: abs(walls[w][i] - med))
         out.append({"workers": w, "wall_median_s": round(med, 3), "wall_runs_s": [round(x, 3) for x in walls[w]],
                     "rows_per_s": round(rows / med), "x_reference": round(ref / med, 2) if ref else None,
-                    **figures[w]})
+                    **figures[w][median_run]})
     return {"reference": {"wall_median_s": round(ref, 3), "wall_runs_s": [round(x, 3) for x in ref_walls],
                           "rows_per_s": round(rows / ref)} if ref else None,
             "readers": out}
@@ -315,11 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=RESULTS,
                    help="where the tables are written (default profiling/results)")
     a = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     workers = [int(x) for x in a.workers.split(",")]
     a.results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M")
-    report: dict = {"machine": machine(), "date": stamp, "argv": sys.argv[1:]}
-    md = [f"## bench {' '.join(sys.argv[1:])}", "", f"{stamp}, {report['machine']}", ""]
+    report: dict = {"machine": machine(), "date": stamp, "argv": argv}
+    md = [f"## bench {' '.join(argv)}", "", f"{stamp}, {report['machine']}", ""]
     if a.memory:
         counts = [parse_count(x) for x in a.rows.split(",")]
         mem = memory_slope(counts, a.seed, None, a.data)

@@ -3,8 +3,9 @@
     python profiling/reader_stage.py FILE --workers 2
     python profiling/reader_stage.py FILE --tree /tmp/base --tree . --workers 1,2 --repeat 4
 
-Each run is a fresh process that imports ``shardpay`` from ``--tree`` (a
-checkout's root; default: the installed package), sets the reader process's
+Each run is a fresh process, started in the temporary directory, that
+imports ``shardpay`` from ``--tree`` (a checkout's root; default: the
+installed package), sets the reader process's
 malloc option and disables the collector as the reader process does, reads
 FILE into memory, and feeds it to a :class:`shardpay.reader.Reader` whose
 ``--workers`` sinks drop the frames: decode, claim, route and pack, with no
@@ -22,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 CHILD = r"""
 import gc, hashlib, json, sys, time
@@ -45,7 +47,7 @@ reader.feed(data)
 reader.finish()
 seconds = time.perf_counter() - t0
 import shardpay
-print(json.dumps({"tree": shardpay.__file__, "rows": reader.rows, "ns_per_row": seconds / reader.rows * 1e9,
+print(json.dumps({"tree": shardpay.__file__, "rows": reader.rows, "ns_per_row": seconds / max(reader.rows, 1) * 1e9,
                   "frames": frames[0], "digest": digest.hexdigest()[:12]}))
 """
 
@@ -53,8 +55,9 @@ print(json.dumps({"tree": shardpay.__file__, "rows": reader.rows, "ns_per_row": 
 def run(tree: str | None, path: str, workers: int) -> dict:
     """One fresh process reading ``path`` with ``tree``'s reader; its figures."""
     tree_path = os.path.abspath(tree) if tree else ""
-    out = subprocess.run([sys.executable, "-c", CHILD, path, str(workers), tree_path],
-                         capture_output=True, text=True, check=True)
+    # run from a neutral directory: "python -c" puts the current one first on sys.path
+    out = subprocess.run([sys.executable, "-c", CHILD, os.path.abspath(path), str(workers), tree_path],
+                         capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -66,21 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="runs of each tree, alternating (default 3)")
     a = p.parse_args(argv)
     trees = a.tree or [None]
+    names = [f"tree {i + 1} ({t or 'installed'})" for i, t in enumerate(trees)]
     for workers in (int(w) for w in a.workers.split(",")):
-        times: dict[str | None, list[float]] = {t: [] for t in trees}
-        digests: dict[str | None, set[str]] = {t: set() for t in trees}
+        times: list[list[float]] = [[] for _ in trees]  # by position: the same tree twice is an A/A check
+        digests: list[set[str]] = [set() for _ in trees]
         for i in range(a.repeat):
-            for tree in trees:
+            for t, tree in enumerate(trees):
                 figures = run(tree, a.file, workers)
-                times[tree].append(figures["ns_per_row"])
-                digests[tree].add(figures["digest"])
-                print(f"{workers} shard(s), run {i + 1}, {tree or 'installed'}: "
+                times[t].append(figures["ns_per_row"])
+                digests[t].add(figures["digest"])
+                print(f"{workers} shard(s), run {i + 1}, {names[t]}: "
                       f"{figures['ns_per_row']:.0f} ns/row, {figures['frames']} frames, digest {figures['digest']}")
-        first = statistics.median(times[trees[0]])
-        for tree in trees:
-            median = statistics.median(times[tree])
-            print(f"{workers} shard(s), median {tree or 'installed'}: {median:.0f} ns/row "
-                  f"({median / first:.3f}x the first), digests {sorted(digests[tree])}")
+        first = statistics.median(times[0])
+        for t in range(len(trees)):
+            median = statistics.median(times[t])
+            print(f"{workers} shard(s), median {names[t]}: {median:.0f} ns/row "
+                  f"({median / first:.3f}x the first), digests {sorted(digests[t])}")
     return 0
 
 

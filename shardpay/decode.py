@@ -312,7 +312,7 @@ def _decode_lines(raws: list[bytes], where: Sequence[int], slots: list, first_li
     leading zeros, zero amount) takes the exact path; the lines before it in
     the same call are decoded again alone, and decoding resumes after it in
     the same JSON text, in spans of :data:`SPAN_AFTER_REFUSAL` rows from then
-    on (so a line is decoded at most twice, and usually once).
+    on (so msgspec decodes a line at most twice, and usually once).
     """
     js = bytearray(_to_json(b"\n".join(raws) + b"\n"))
     # A guard-clean line of length L becomes L + 12 bytes of JSON, plus a comma;

@@ -9,9 +9,10 @@ Data layout, chosen for speed and compactness (client ids are u16):
 
 * balances: two lists of 65,536 ints indexed by client (``available``,
   ``held``); ``locked`` and ``exists`` are bytearrays of 65,536 flags.
-  ``max_held`` bounds every held balance from above, so a deposit reads
-  ``held[c]`` for its overflow check only when available passes
-  ``MAX_UNITS - max_held`` (never, in ordinary files).
+  ``max_held`` bounds every held balance from above (it only rises, with
+  disputes), so a deposit reads ``held[c]`` for its overflow check only when
+  available passes ``MAX_UNITS - max_held``: never in ordinary files, every
+  time after a dispute of an amount near the maximum (still correct, slower).
 * stored transactions (accepted deposits, and accepted withdrawals so a
   dispute of one is ``not_disputable``): rising tx ids, the usual case, go to
   four parallel arrays (tx u32, amount u64, client u32, state u8: 17 bytes
@@ -129,7 +130,8 @@ class Ledger:
 
         Args:
             lines, kinds, clients, txs, amounts: equal-length sequences of
-                ints, one element per row: physical line number, kind code
+                ints (``kinds`` may be ``bytes``, as frames carry it), one
+                element per row: physical line number, kind code
                 (``shardpay.decode.DEPOSIT``..``CHARGEBACK``, plus
                 :data:`DUPLICATE` for a deposit/withdrawal whose tx id was
                 already claimed), client id, tx id, amount in 1/10,000 units

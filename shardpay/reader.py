@@ -64,14 +64,16 @@ def shard_of(workers: int) -> bytes:
 _FRAME_ENCODER = msgspec.msgpack.Encoder()
 _FRAME_DECODER = msgspec.msgpack.Decoder(tuple[list[int], bytes, list[int], list[int], list[int]])
 
-Columns = tuple
-"""One shard's rows of a chunk as columns: ``(lines, kinds, clients, txs, amounts)``;
-``kinds`` is a ``bytearray`` of kind codes, the others sequences of ints."""
+Columns = tuple[Sequence[int], bytearray, list[int], list[int], list[int]]
+"""One shard's rows of a chunk as columns of equal length: ``(lines, kinds,
+clients, txs, amounts)``. ``lines`` are physical line numbers (a list or a
+``range``), ``kinds`` kind codes one byte a row (``+ DUPLICATE`` once
+claimed), amounts in 1/10,000 units (0 for dispute, resolve, chargeback)."""
 
 
 def columns_of(lines: Sequence[int], rows: Sequence) -> Columns:
-    """Rows (decoded structs, see :mod:`shardpay.decode`) and their line numbers as
-    :data:`Columns`: one C-level pass per column."""
+    """Rows (decoded structs, see :mod:`shardpay.decode`) and their line numbers
+    (kept as given) as :data:`Columns`: one C-level pass per column."""
     return (lines, bytearray(map(_KIND, rows)), list(map(_CLIENT, rows)), list(map(_TX, rows)),
             list(map(_AMOUNT, rows)))
 
