@@ -7,6 +7,7 @@ internal stored states.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -53,3 +54,12 @@ def test_a_variant_with_other_results_fails(tmp_path):
     r = _stage(tmp_path, str(LEDGER), broken)
     assert r.returncode == 1
     assert "DIGESTS DIFFER" in r.stdout
+
+
+def test_the_same_module_twice_keeps_each_its_own_runs(tmp_path):
+    r = _stage(tmp_path, str(LEDGER), str(LEDGER))
+    assert r.returncode == 0, r.stderr
+    medians = re.findall(r"median \S+: apply (\d+) ns/row", r.stdout)
+    runs = [int(n) for n in re.findall(r"run 1 \S+: apply (\d+) ns/row", r.stdout)]
+    assert len(medians) == 2 and len(runs) == 2
+    assert [int(m) for m in medians] == runs  # one run each: each median is its own run, not the pair's
