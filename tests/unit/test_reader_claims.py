@@ -100,3 +100,17 @@ def test_the_first_line_claims_whichever_shard_it_went_to():
     # client 3 -> part 1, client 2 -> part 0 (client % 2); line 0 holds the first claim
     block = [Deposit(3, 50, 1), Deposit(2, 50, 1), Withdrawal(3, 51, 1), Deposit(2, 51, 1)]
     assert claim(reader, block, 2) == [DEPOSIT, DEPOSIT + DUPLICATE, 1, DEPOSIT + DUPLICATE]
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3])
+def test_spread_ids_claimed_before_and_repeated_in_one_chunk(shards):
+    """The ``sparse`` path (ids spread over the u32 range): an old id met twice,
+    a new id met three times, in both orders across the shards."""
+    spread = [k * 2**26 + 12345 for k in range(64)]  # far wider than the chunk: not "clustered"
+    first = [Deposit(k, tx, 1) for k, tx in enumerate(spread[:32])]
+    old, new = spread[5], spread[40]
+    second = [Deposit(k, tx, 1) for k, tx in enumerate(spread[32:], start=100)]
+    second[3:3] = [Withdrawal(7, new, 1), Deposit(8, old, 1), Dispute(9, old), Deposit(10, new, 1)]
+    second += [Withdrawal(11, old, 1), Deposit(12, new, 1)]
+    reader = _check([first, second], shards)
+    assert reader._max_claimed == max(spread)
