@@ -325,7 +325,8 @@ class Reader:
         checked with one BitMap intersection, as cheap. Ids spread over the
         u32 range (``sparse``) are claimed one by one in a C-level ``map`` of
         roaring's ``add_checked``, which stops at an id already there and
-        resumes after it (:meth:`_add_checked`; ~0.3 µs an id, most of it
+        resumes after it (:meth:`_add_checked`: one raised exception per id
+        met again, ~1-2 µs; ~0.3 µs an id otherwise, most of it
         roaring's container search, where a lookup ``map`` then an
         ``update`` searched twice, ~0.4 µs; a BitMap of such a chunk would
         cost more, a container per id). Only the rows of an id claimed
@@ -338,90 +339,91 @@ class Reader:
             txs += compress(ids, kinds.translate(_MONEY))
         if not txs:
             return
-        claimed = self.claimed
         lo = min(txs)
-        new = None
         if lo > self._max_claimed:  # rising
             new = BitMap(txs)
             unique = len(new) == len(txs)
-            old = set()
+            old: set[int] = set()
             hi = new.max()
         elif (hi := max(txs)) - lo < len(txs) << 6:  # clustered
             new = BitMap(txs)
             unique = len(new) == len(txs)
-            old = set(new & claimed)
-        else:  # claimed as they come; an id already there stops the pass
+            old = set(new & self.claimed)
+        else:  # spread: claimed as they come
             suspects, old = self._add_checked(txs)
             if hi > self._max_claimed:
                 self._max_claimed = hi
-            if not suspects:
-                return
-            new = unique = False
-        if unique and not old:
-            self._add_claims(txs, new, hi)
+            if suspects:
+                _mark(parts, suspects, old)
             return
-        # Some rows are duplicates: every row of an id claimed before this
-        # chunk, and every occurrence after the first of an id new to it.
-        if new is not False:
-            suspects = old if unique else old | {tx for tx, n in Counter(txs).items() if n > 1}
-        found = []  # (line, part, index) of each deposit/withdrawal with a suspect id
-        for p, (lines, kinds, _, ids, _) in enumerate(parts):
-            if len(suspects) <= 4:  # a scan of the ids per suspect
-                where = []
-                for tx in suspects:
-                    i = -1
-                    try:
-                        while True:
-                            i = ids.index(tx, i + 1)
-                            where.append(i)
-                    except ValueError:
-                        pass
-            else:  # one pass over the ids
-                where = compress(range(len(ids)), map(suspects.__contains__, ids))
-            found += ((lines[i], p, i) for i in where if kinds[i] <= WITHDRAWAL)
-        found.sort()
-        seen: set[int] = set()
-        for _, p, i in found:
-            tx = parts[p][3][i]
-            if tx in old or tx in seen:
-                parts[p][1][i] += DUPLICATE
-            else:
-                seen.add(tx)
-        if new is not False:
-            self._add_claims(txs, new, hi)
-
-    def _add_checked(self, txs: list[int]) -> tuple[set[int], set[int]]:
-        """Claim ``txs`` in their order with one C-level pass of roaring's
-        ``add_checked``, resumed after each id that is already claimed; return
-        ``(suspects, old)``: the ids met again (claimed before this chunk, or
-        earlier in ``txs``), and of those the ones claimed before this chunk."""
-        add = self.claimed.add_checked
-        claimed = self.claimed
-        suspects: set[int] = set()
-        old: set[int] = set()
-        start, n = 0, len(txs)
-        while start < n:
-            before = len(claimed)
-            try:
-                deque(map(add, txs[start:] if start else txs), 0)
-                break
-            except KeyError:
-                j = start + len(claimed) - before  # ids start..j-1 were new
-                tx = txs[j]
-                if tx not in suspects and txs.index(tx) == j:  # not earlier in this chunk
-                    old.add(tx)
-                suspects.add(tx)
-                start = j + 1
-        return suspects, old
-
-    def _add_claims(self, txs: list[int], new: BitMap | None, hi: int) -> None:
-        """Add a chunk's ids to the claims (``new``: the same ids as a BitMap, if built)."""
-        if new is None:
-            self.claimed.update(txs)
-        else:
-            self.claimed |= new
+        if not unique or old:
+            # every row of an id claimed before this chunk, and every
+            # occurrence after the first of an id new to it
+            _mark(parts, old if unique else old | {tx for tx, n in Counter(txs).items() if n > 1}, old)
+        self.claimed |= new
         if hi > self._max_claimed:
             self._max_claimed = hi
+
+    def _add_checked(self, txs: list[int]) -> tuple[set[int], set[int]]:
+        """Claim ``txs`` in their order with C-level passes of roaring's
+        ``add_checked``; return ``(suspects, old)``: the ids met again (claimed
+        before this chunk, or earlier in ``txs``), and of those the ones
+        claimed before this chunk.
+
+        ``add_checked`` raises ``KeyError(id)`` at an id already claimed; the
+        next pass resumes after it on the same iterator, so each repeat costs
+        one raised exception (~1-2 µs), not a pass over the chunk: a chunk
+        whose ids were all claimed before (a file sent twice) costs about
+        twice what a lookup pass then an ``update`` cost. An id met at every
+        one of its occurrences in the chunk was claimed before it; an id new
+        to the chunk is met at every occurrence but its first.
+        """
+        add = self.claimed.add_checked
+        rest = iter(txs)
+        met: list[int] = []
+        while True:
+            try:
+                deque(map(add, rest), 0)
+                break
+            except KeyError as already:
+                met.append(already.args[0])
+        if not met:
+            return set(), set()
+        times_met = Counter(met)
+        if len(times_met) <= 4:  # a count over the chunk per id
+            times_in_chunk = {tx: txs.count(tx) for tx in times_met}
+        else:  # one pass over the chunk
+            times_in_chunk = Counter(compress(txs, map(times_met.__contains__, txs)))
+        return set(times_met), {tx for tx, n in times_met.items() if n == times_in_chunk[tx]}
+
+
+def _mark(parts: Sequence[Columns], suspects: set[int], old: set[int]) -> None:
+    """Add ``DUPLICATE`` to the kind of every deposit/withdrawal row in ``parts``
+    whose id is in ``old`` (claimed before this chunk), or is in ``suspects``
+    and met on an earlier line of the chunk (line order across the parts)."""
+    found = []  # (line, part, index) of each deposit/withdrawal with a suspect id
+    for p, (lines, kinds, _, ids, _) in enumerate(parts):
+        if len(suspects) <= 4:  # a scan of the ids per suspect
+            where = []
+            for tx in suspects:
+                i = -1
+                try:
+                    while True:
+                        i = ids.index(tx, i + 1)
+                        where.append(i)
+                except ValueError:
+                    pass
+        else:  # one pass over the ids
+            where = compress(range(len(ids)), map(suspects.__contains__, ids))
+        found += ((lines[i], p, i) for i in where if kinds[i] <= WITHDRAWAL)
+    found.sort()
+    seen: set[int] = set()
+    for _, p, i in found:
+        tx = parts[p][3][i]
+        if tx in old or tx in seen:
+            parts[p][1][i] += DUPLICATE
+        else:
+            seen.add(tx)
 
 
 def run_reader(

@@ -114,3 +114,14 @@ def test_spread_ids_claimed_before_and_repeated_in_one_chunk(shards):
     second += [Withdrawal(11, old, 1), Deposit(12, new, 1)]
     reader = _check([first, second], shards)
     assert reader._max_claimed == max(spread)
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_a_spread_chunk_sent_twice_is_all_duplicates(shards):
+    """Every id of the second chunk was claimed by the first (the first id
+    fails, the last fails, every one fails), some of them twice over."""
+    rng = random.Random(5)
+    first = [Deposit(rng.randrange(65536), rng.randrange(2**32), 1) for _ in range(300)]
+    again = first + [Withdrawal(r.client, r.tx, 1) for r in first[::7]]
+    reader = _check([first, again], shards)
+    assert len(reader.claimed) == len({r.tx for r in first})
