@@ -340,27 +340,23 @@ class Reader:
         if not txs:
             return
         lo = min(txs)
+        new = None
         if lo > self._max_claimed:  # rising
             new = BitMap(txs)
-            unique = len(new) == len(txs)
             old: set[int] = set()
             hi = new.max()
         elif (hi := max(txs)) - lo < len(txs) << 6:  # clustered
             new = BitMap(txs)
-            unique = len(new) == len(txs)
             old = set(new & self.claimed)
-        else:  # spread: claimed as they come
+        if new is None:  # spread: claimed as they come
             suspects, old = self._add_checked(txs)
-            if hi > self._max_claimed:
-                self._max_claimed = hi
-            if suspects:
-                _mark(parts, suspects, old)
-            return
-        if not unique or old:
+        else:
             # every row of an id claimed before this chunk, and every
             # occurrence after the first of an id new to it
-            _mark(parts, old if unique else old | {tx for tx, n in Counter(txs).items() if n > 1}, old)
-        self.claimed |= new
+            suspects = old if len(new) == len(txs) else old | {tx for tx, n in Counter(txs).items() if n > 1}
+            self.claimed |= new
+        if suspects:
+            _mark(parts, suspects, old)
         if hi > self._max_claimed:
             self._max_claimed = hi
 
