@@ -7,8 +7,15 @@ in file order, to the rows of the clients it owns.
 
 Data layout, chosen for speed and compactness (client ids are u16):
 
-* balances: two lists of 65,536 ints indexed by client (``available``,
-  ``held``); ``locked`` and ``exists`` are bytearrays of 65,536 flags.
+* balances: two ``array('q')`` of 65,536 signed 64-bit ints indexed by
+  client (``available``, ``held``); ``locked`` and ``exists`` are
+  bytearrays of 65,536 flags. An array, not a list of ints: a list's slot
+  points to an int object somewhere on the heap (two cache misses for a
+  random client), an array holds the value itself (one). Measured 7-10%
+  less apply time (``profiling/README.md``), although every store goes
+  through ``PyArg_Parse``. Every stored balance is within int64: the SPEC
+  overflow checks run before the store (an array would raise
+  ``OverflowError``, never wrap).
   ``max_held`` bounds every held balance from above (it only rises, with
   disputes), so a deposit reads ``held[c]`` for its overflow check only when
   available passes ``MAX_UNITS - max_held``: never in ordinary files, every
@@ -101,8 +108,8 @@ class Ledger:
     """
 
     def __init__(self) -> None:
-        self.available = [0] * 65536
-        self.held = [0] * 65536
+        self.available = array("q", bytes(8 * 65536))
+        self.held = array("q", bytes(8 * 65536))
         self.locked = bytearray(65536)
         self.exists = bytearray(65536)
         # rising tx ids: parallel arrays
