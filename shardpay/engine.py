@@ -4,7 +4,7 @@
 
                        +-------------------------------------------+
     FILE or stdin ---> | reader process                            |
-                       |  read 256 KiB chunks -> decode (msgspec)   |
+                       |  read 64 KiB chunks -> decode (msgspec)    |
                        |  -> claim tx ids -> hash client -> shard   |
                        +-----+----------------+----------------+---+
                              | ring 0         | ring 1   ...   | ring N-1   (shared memory,

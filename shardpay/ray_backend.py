@@ -44,8 +44,11 @@ from .proc import cpu_seconds, keep_freed_memory, process_figures
 from .rejects import close_spools, open_spools, write_reader_batch
 from .worker import Shard
 
-__all__ = ["IN_FLIGHT", "INSTALL_HINT", "RaySession", "STALL_SECONDS", "ShardActor", "ShardChannel"]
+__all__ = ["CHUNK_BYTES", "IN_FLIGHT", "INSTALL_HINT", "RaySession", "STALL_SECONDS", "ShardActor", "ShardChannel"]
 
+CHUNK_BYTES = 256 * 1024
+"""Input bytes per reader chunk with Ray: every frame is an actor call with its own
+overhead, so frames stay 4x the local engine's (:data:`shardpay.reader.CHUNK_BYTES`)."""
 IN_FLIGHT = 8
 """Frames in flight per shard actor before the reader waits (backpressure): enough
 to hide a call's round trip, few enough that memory stays flat."""
@@ -359,7 +362,8 @@ class RaySession:
                 self._tick()
             return self._stop.is_set()
 
-        self.reader = Reader(self.stream, [c.send for c in self.channels], reader_rejects, should_stop)
+        self.reader = Reader(self.stream, [c.send for c in self.channels], reader_rejects, should_stop,
+                             chunk_bytes=CHUNK_BYTES)
 
     # -- a fed session (Engine) -------------------------------------------
     def feed(self, data: bytes) -> None:
