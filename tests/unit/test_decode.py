@@ -246,6 +246,31 @@ def test_reader_routes_each_client_to_one_shard():
     assert len(set(owner.values())) == 4
 
 
+def test_reader_chunk_size_changes_frames_not_rows():
+    from shardpay.ledger import DUPLICATE
+
+    lines = [b"type,client,tx,amount"]
+    for i in range(1, 400):
+        kind = (b"deposit", b"withdrawal", b"dispute")[i % 3]
+        amount = b"" if kind == b"dispute" else b"%d.%d" % (i, i % 7)
+        lines.append(b"%s,%d,%d,%s" % (kind, i % 37, i if kind != b"dispute" else i - 2, amount))
+    lines[50] = b"deposit,1,x,1"  # invalid: rejected whatever the chunking
+    lines[90] = b"deposit,2,3,1"  # a duplicate tx id, claimed in an earlier chunk
+    data = b"\n".join(lines) + b"\n"
+    results = []
+    for size in (None, 97, 4096):
+        frames = [[], []]
+        rejects = []
+        r = Reader(io.BytesIO(data), [f.append for f in frames], rejects.extend, chunk_bytes=size)
+        r.run()
+        rows = sorted(row for shard in frames for frame in shard for row in zip(*unpack_frame(frame)))
+        results.append((rows, [(x.line, x.reason) for x in rejects], sum(map(len, frames))))
+    assert results[0][:2] == results[1][:2] == results[2][:2]
+    assert (51, "invalid_row") in results[0][1]
+    assert any(row[0] == 91 and row[1] >= DUPLICATE for row in results[0][0])
+    assert results[1][2] > results[2][2] >= 2  # smaller chunks, more frames
+
+
 def test_reader_rejects_overlong_line_without_holding_it(monkeypatch):
     import shardpay.reader as reader_mod
 
