@@ -5,7 +5,7 @@
     python profiling/worker_stage.py FILE --ledger shardpay/ledger.py --ledger /tmp/variant.py --callgrind
 
 The real :class:`shardpay.reader.Reader` splits FILE into ``--workers`` shards;
-shard ``--shard``'s frames (msgpack, exactly as its ring would carry them) are
+shard ``--shard``'s frames (exactly as its ring would carry them) are
 kept in a temporary file. Each ledger module (a file defining ``Ledger``;
 default: shardpay's own; a copy of ``shardpay/ledger.py`` may keep its
 relative imports) then applies them in a fresh process, the modules

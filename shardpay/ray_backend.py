@@ -3,7 +3,7 @@
 Only how a shard's frames travel changes (``--backend ray``)::
 
     FILE --> reader (in this process: decode, claim, route; shardpay.reader)
-               | frame = the same msgpack columns as a ring carries
+               | frame = the same raw columns as a ring carries
                v  ShardChannel.send: actor.apply.remote(frame), at most
                |  IN_FLIGHT calls outstanding per actor (backpressure)
              ShardActor 0 .. N-1  (Ray actors, anywhere in the cluster;

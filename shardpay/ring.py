@@ -50,8 +50,8 @@ FIRST, LAST, EOS = 1, 2, 4
 POLL_SECONDS = 0.2
 """How often a blocked side checks its peer: shorter notices death sooner, costs a wakeup."""
 SLOT_BYTES = 64 * 1024
-"""Slot size: a reader frame is ~20 bytes a row, so a 64 KiB input chunk makes
-frames of ~25 KiB a shard at 2 shards and fits one slot; a larger frame spans several."""
+"""Slot size: a reader frame is 25 bytes a row, so a 64 KiB input chunk makes
+frames of ~30 KiB a shard at 2 shards, one slot each; a larger frame spans several."""
 SLOTS = 64
 """Slots per ring: 64 x 64 KiB = 4 MiB a worker; more slots absorb longer stalls of a
 worker. 64 frames of a 64 KiB chunk buffer as many rows as 16 of a 256 KiB one did."""

@@ -29,7 +29,8 @@ SPOOL_REJECTS = 32768
 
 
 MARK = b"M"
-"""First byte of a mark frame (``MARK`` + 8-byte token); data frames are msgpack arrays."""
+"""First byte of a mark frame (``MARK`` + 8-byte token); data frames start with
+:data:`shardpay.reader.FRAME_TAG`."""
 
 
 class Shard:
@@ -51,7 +52,7 @@ class Shard:
         """Apply one data frame (see :func:`shardpay.reader.pack_frame`); return the rows it rejected.
 
         Raises:
-            msgspec.ValidationError, msgspec.DecodeError: the frame is malformed.
+            ValueError: the frame is malformed.
         """
         cols = unpack_frame(frame)
         t0 = time.perf_counter()

@@ -246,6 +246,25 @@ def test_reader_routes_each_client_to_one_shard():
     assert len(set(owner.values())) == 4
 
 
+def test_frame_round_trip_and_malformed_frames():
+    from shardpay.ledger import DUPLICATE
+    from shardpay.reader import pack_frame
+    from shardpay.worker import MARK
+
+    columns = (range(7, 10), bytearray([DEPOSIT, WITHDRAWAL + DUPLICATE, DISPUTE]), [0, 65535, 12],
+               [2**32 - 1, 0, 5], [2**63 - 1, 1, 0])
+    frame = pack_frame(*columns)
+    assert frame[:1] != MARK  # a worker tells data frames from marks by the first byte
+    got = unpack_frame(frame)
+    assert [list(c) for c in got] == [list(c) for c in columns]
+    assert list(zip(*unpack_frame(pack_frame([], b"", [], [], [])))) == []
+    for bad in (frame[:-1], frame + b"\0", MARK + frame[1:], b"", frame[:3]):
+        with pytest.raises(ValueError, match="not a shard frame"):
+            unpack_frame(bad)
+    with pytest.raises(OverflowError):
+        pack_frame([1], b"\0", [1], [2**32], [1])
+
+
 def test_reader_chunk_size_changes_frames_not_rows():
     from shardpay.ledger import DUPLICATE
 
