@@ -117,8 +117,9 @@ def keep_freed_memory() -> bool:
     The reader makes and drops several buffers of 64 KiB-1 MiB a chunk (the
     chunk, its skeleton, its JSON; measured with 256 KiB chunks, 64 KiB
     since). By default glibc serves blocks from 128 KiB up with ``mmap``
-    and unmaps them when freed (or trims the heap), so every chunk touches fresh pages: ~360,000 page faults for a 10M-row file
-    in the reader alone, ~1 CPU second on this VM. With blocks below
+    and unmaps them when freed (or trims the heap), so every chunk touches
+    fresh pages: ~360,000 page faults for a 10M-row file in the reader
+    alone, ~1 CPU second on this VM. With blocks below
     :data:`MMAP_THRESHOLD` served from the heap and up to
     :data:`TRIM_THRESHOLD` of free heap kept, the same read takes ~4,000
     faults and 12-17% less reader CPU (``profiling/README.md``). A worker's

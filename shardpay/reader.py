@@ -127,22 +127,23 @@ def unpack_frame(frame: bytes) -> tuple[array, bytes, array, array, array]:
     n = _COUNT.unpack_from(frame, 1)[0]
     if len(frame) != _HEAD + n * _ROW_BYTES:
         raise ValueError(f"not a shard frame: {len(frame)} bytes for {n} rows")
-    columns: list = []
-    pos = _HEAD
     with memoryview(frame) as mv:
-        for code in (_WIDE, None, _NARROW, _NARROW, _WIDE):
-            if code is None:
-                columns.append(frame[pos : pos + n])
-                pos += n
-            else:
-                col = array(code)
-                end = pos + n * col.itemsize
-                col.frombytes(mv[pos:end])
-                if _BIG_ENDIAN:
-                    col.byteswap()
-                columns.append(col)
-                pos = end
-    return tuple(columns)
+        lines, pos = _column(mv, _HEAD, _WIDE, n)
+        kinds, pos = frame[pos : pos + n], pos + n
+        clients, pos = _column(mv, pos, _NARROW, n)
+        txs, pos = _column(mv, pos, _NARROW, n)
+        amounts, _ = _column(mv, pos, _WIDE, n)
+    return lines, kinds, clients, txs, amounts
+
+
+def _column(mv: memoryview, pos: int, code: str, n: int) -> tuple[array, int]:
+    """The ``n`` little-endian items of typecode ``code`` at byte ``pos`` of a frame, and the byte after them."""
+    col = array(code)
+    end = pos + n * col.itemsize
+    col.frombytes(mv[pos:end])
+    if _BIG_ENDIAN:
+        col.byteswap()
+    return col, end
 
 
 class Reader:

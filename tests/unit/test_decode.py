@@ -195,16 +195,22 @@ def test_bad_header_is_fatal_and_names_both(header):
         parse_header(header)
 
 
-def read_all(data: bytes, workers: int = 1):
+def _rows(frames: list[list[bytes]]) -> list[tuple]:
+    """Every row of every shard's frames, as (line, kind, client, tx, amount), sorted."""
+    return sorted(row for shard in frames for frame in shard for row in zip(*unpack_frame(frame)))
+
+
+def read_frames(data: bytes, workers: int = 1, chunk_bytes: int | None = None):
     frames = [[] for _ in range(workers)]
     rejects = []
-    r = Reader(io.BytesIO(data), [f.append for f in frames], rejects.extend)
+    r = Reader(io.BytesIO(data), [f.append for f in frames], rejects.extend, chunk_bytes=chunk_bytes)
     r.run()
-    rows = []
-    for shard in frames:
-        for frame in shard:
-            rows += list(zip(*unpack_frame(frame)))
-    return sorted(rows), [(x.line, x.reason) for x in rejects], r
+    return frames, [(x.line, x.reason) for x in rejects], r
+
+
+def read_all(data: bytes, workers: int = 1):
+    frames, rejects, r = read_frames(data, workers)
+    return _rows(frames), rejects, r
 
 
 def test_reader_bom_header_and_line_numbers():
@@ -278,12 +284,8 @@ def test_reader_chunk_size_changes_frames_not_rows():
     data = b"\n".join(lines) + b"\n"
     results = []
     for size in (None, 97, 4096):
-        frames = [[], []]
-        rejects = []
-        r = Reader(io.BytesIO(data), [f.append for f in frames], rejects.extend, chunk_bytes=size)
-        r.run()
-        rows = sorted(row for shard in frames for frame in shard for row in zip(*unpack_frame(frame)))
-        results.append((rows, [(x.line, x.reason) for x in rejects], sum(map(len, frames))))
+        frames, rejects, _ = read_frames(data, 2, size)
+        results.append((_rows(frames), rejects, sum(map(len, frames))))
     assert results[0][:2] == results[1][:2] == results[2][:2]
     assert (51, "invalid_row") in results[0][1]
     assert any(row[0] == 91 and row[1] >= DUPLICATE for row in results[0][0])
@@ -317,8 +319,7 @@ def _fed(data: bytes, cuts: list[int], workers: int = 2):
         r.feed(data[prev:cut])
         prev = max(prev, cut)
     r.finish()
-    rows = sorted(row for shard in frames for frame in shard for row in zip(*unpack_frame(frame)))
-    return rows, [(x.line, x.reason, x.detail) for x in rejects]
+    return _rows(frames), [(x.line, x.reason, x.detail) for x in rejects]
 
 
 FEED_SAMPLE = (
