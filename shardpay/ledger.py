@@ -29,15 +29,20 @@ Data layout, chosen for speed and compactness (client ids are u16):
   lookup bisects that list, then :data:`STRIDE` ids of the array.
 * a tx id lower than the last stored one (out of order: ``sparse`` files)
   is stored by slot (insertion order) in three arrays (amount u64, client
-  u32, state u8) and indexed in one of :data:`BUCKETS` sorted u64 arrays,
-  chosen by the id's low 16 bits, of keys ``tx << 32 | slot``: ``bisect``
-  and ``insert`` to add (a memmove of a bucket of about n/65,536 keys),
-  ``bisect`` to find. ~22 bytes a transaction with array slack, plus ~5 MB
-  of buckets made on the first out-of-order id. When this store holds most
-  transactions, lookups try it first. (Measured against the alternatives in
-  ``profiling/README.md``: the dict used before costs ~200 bytes a
-  transaction; sorted runs merged LSM-style cost more time in sorting and
-  merging than they save.)
+  u32, state u8) and indexed in open-addressing hash tables: u64 arrays of
+  keys ``tx << 32 | slot + 1`` (0: empty), home position ``tx % size``
+  (sizes are the primes of :data:`TABLE_SIZES`), linear probing. A table
+  takes keys up to :data:`TABLE_LOAD` of its size; then a new table of
+  about twice the size takes the next ones, and the full ones are only
+  read (no rehash). A lookup probes the newest table first, where recent
+  transactions are, the ones disputes name. 13 bytes a transaction plus
+  12.8-25.6 bytes of table (the newest table is between empty and full):
+  27-39 bytes in all, measured. When this store holds most transactions,
+  lookups try it first. (Measured against the alternatives in
+  ``profiling/README.md``: sorted buckets chosen by the id's low 16 bits,
+  ``bisect`` and ``insert`` (~22 bytes a transaction), took 1.28-1.48x
+  these tables' apply time on ``sparse``; a dict (~115 bytes) 1.09x; sorted
+  runs merged LSM-style cost more time in sorting and merging than they save.)
 """
 
 from __future__ import annotations
@@ -90,8 +95,18 @@ and than the ``PyArg_Parse`` of the signed types ``q`` and ``H``)."""
 STRIDE = 32
 """Every STRIDE-th rising id is kept in a list too: a lookup bisects that list
 (cheap probes), then STRIDE ids of the array (each probe there makes an int)."""
-BUCKETS = 1 << 16
-"""Buckets of the out-of-order store, chosen by ``tx & 0xFFFF`` (a literal in the hot loop)."""
+TABLE_SIZES = (
+    8191, 16381, 32749, 65521, 131071, 262139, 524287, 1048573, 2097143, 4194301,
+    8388593, 16777213, 33554393, 67108859, 134217689, 268435399, 536870909,
+    1073741789, 2147483647, 4294967291,
+)
+"""Sizes of the out-of-order store's hash tables, in order: the largest prime below
+each power of two from 2**13 to 2**32. A prime size spreads ids that share
+their low bits (multiples of 2**16, say) over the whole table."""
+TABLE_LOAD = 5, 8
+"""A table takes keys up to 5/8 of its size (then a new one is made): measured
+against 1/2 and 3/4 on ``sparse`` (``profiling/README.md``). Linear probing
+then averages under 2 probes an insert."""
 
 REJECT_FIELDS = 7
 """A reject is a tuple of 7 ints: line, reason, kind, client, tx, amount, aux (see :meth:`Ledger.apply`)."""
@@ -119,11 +134,14 @@ class Ledger:
         self.starts: list[int] = []  # tx_ids[::STRIDE], to bisect a list first (no int made per probe)
         self.states = bytearray()
         # out-of-order tx ids: amount, client and state by slot (insertion
-        # order), and buckets of sorted keys tx << 32 | slot (None until needed)
+        # order), and hash tables of keys tx << 32 | slot + 1, newest last;
+        # only the newest takes keys, up to o_cap of them (it holds o_fill)
         self.o_amounts = array(U64)
         self.o_clients = array("I")
         self.o_states = bytearray()
-        self.buckets: list[array] | None = None
+        self.tables: list[array] = []
+        self.o_fill = 0
+        self.o_cap = 0
         self.rejects: list[tuple[int, int, int, int, int, int, int]] = []
         self.applied = 0
         self.max_held = 0  # an upper bound of every held balance (held grows only by disputes)
@@ -150,8 +168,10 @@ class Ledger:
         available, held, locked, exists = self.available, self.held, self.locked, self.exists
         tx_ids, st_amounts, st_clients, states = self.tx_ids, self.amounts, self.clients, self.states
         starts, n_old = self.starts, len(self.tx_ids)
-        others_first = self.buckets is not None and len(self.o_states) > n_old
-        buckets = self.buckets
+        others_first = len(self.o_states) > n_old
+        tables = self.tables
+        table = tables[-1] if tables else None
+        size, fill, cap = len(table or ()), self.o_fill, self.o_cap
         o_amounts, o_clients, o_states = self.o_amounts, self.o_clients, self.o_states
         o_add_amount, o_add_client, o_add_state = o_amounts.append, o_clients.append, o_states.append
         max_units, min_units = MAX_UNITS, MIN_UNITS
@@ -203,12 +223,17 @@ class Ledger:
                     add_client(c)
                     add_state(state)
                     last_tx = tx
-                else:  # out of order: payload in the slot arrays, key in a bucket
-                    if buckets is None:
-                        buckets = self.buckets = [array(U64) for _ in range(BUCKETS)]
-                    keys = buckets[tx & 0xFFFF]
-                    key = tx << 32 | len(o_states)
-                    keys.insert(bisect_left(keys, key), key)
+                else:  # out of order: payload in the slot arrays, key in the newest table
+                    if fill >= cap:
+                        table, cap = self._new_table()
+                        size, fill = len(table), 0
+                    h = tx % size
+                    while table[h]:
+                        h += 1
+                        if h == size:
+                            h = 0
+                    table[h] = tx << 32 | len(o_states) + 1
+                    fill += 1
                     o_add_amount(amt)
                     o_add_client(c)
                     o_add_state(state)
@@ -216,11 +241,18 @@ class Ledger:
             # dispute, resolve, chargeback: find the stored tx (in the
             # out-of-order store first when it holds most transactions)
             slot = -1
-            if others_first:
-                keys = buckets[tx & 0xFFFF]
-                i = bisect_left(keys, tx << 32)
-                if i < len(keys) and keys[i] >> 32 == tx:
-                    slot = keys[i] & 0xFFFFFFFF
+            if others_first:  # the newest table here, the older ones in _find
+                h = tx % size
+                while k := table[h]:
+                    if k >> 32 == tx:
+                        slot = (k & 0xFFFFFFFF) - 1
+                        break
+                    h += 1
+                    if h == size:
+                        h = 0
+                else:
+                    if len(tables) > 1:
+                        slot = self._find(tx, tables[-2::-1])
             if slot < 0:
                 if tx > last_old:  # stored by this call, or unknown
                     ids, amts, cls, sts = new_ids, new_amounts, new_clients, new_states
@@ -233,15 +265,9 @@ class Ledger:
                     hi = lo + STRIDE
                     i = bisect_left(ids, tx, lo, hi if hi < n_old else n_old)
                 if i == len(ids) or ids[i] != tx:
-                    if buckets is None or others_first:
+                    if others_first or (slot := self._find(tx, tables[::-1])) < 0:
                         reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
                         continue
-                    keys = buckets[tx & 0xFFFF]
-                    i = bisect_left(keys, tx << 32)
-                    if i == len(keys) or keys[i] >> 32 != tx:
-                        reject((line, UNKNOWN_TX, kind, c, tx, 0, 0))
-                        continue
-                    slot = keys[i] & 0xFFFFFFFF
             if slot >= 0:
                 i = slot
                 amts, cls, sts = o_amounts, o_clients, o_states
@@ -287,6 +313,7 @@ class Ledger:
                 held[c] = h
             sts[i] = st
         self.max_held = max_held
+        self.o_fill = fill
         if new_ids:
             tx_ids.extend(new_ids)
             starts.extend(tx_ids[len(starts) * STRIDE :: STRIDE])
@@ -295,6 +322,28 @@ class Ledger:
             states.extend(new_states)
         self.applied += len(lines)
         return len(rejects) - before
+
+    def _new_table(self) -> tuple[array, int]:
+        """Start the next out-of-order hash table (:data:`TABLE_SIZES`); return it and its key limit."""
+        size = TABLE_SIZES[len(self.tables)]
+        table = array(U64, bytes(8 * size))
+        self.tables.append(table)
+        self.o_cap = size * TABLE_LOAD[0] // TABLE_LOAD[1]
+        return table, self.o_cap
+
+    @staticmethod
+    def _find(tx: int, tables) -> int:
+        """The slot of out-of-order ``tx`` in the first of ``tables`` (u64 hash tables) that holds it, or -1."""
+        for table in tables:
+            size = len(table)
+            h = tx % size
+            while k := table[h]:
+                if k >> 32 == tx:
+                    return (k & 0xFFFFFFFF) - 1
+                h += 1
+                if h == size:
+                    h = 0
+        return -1
 
     def apply_one(self, line: int, kind: int, client: int, tx: int, amount: int = 0) -> str | None:
         """Apply one row (see :meth:`apply`); return its reject reason, or None if accepted."""

@@ -1,9 +1,11 @@
 """The ledger's store of out-of-order tx ids (ids lower than the last one stored).
 
-Such ids go to bucketed sorted arrays (``Ledger.buckets``, by the id's low 16
-bits) with their amount, client and state in slot arrays; ids that share a
-bucket, ids at the u32 limits, lookups in the same ``apply`` call as the
-store and in later calls must all behave exactly like the rising store.
+Such ids go to open-addressing hash tables (``Ledger.tables``, home position
+``tx % size``, linear probing) with their amount, client and state in slot
+arrays; ids that share a home position, probes that wrap past the end of a
+table, ids at the u32 limits, lookups in older tables, in the same ``apply``
+call as the store and in later calls must all behave exactly like the
+rising store.
 """
 
 import random
@@ -13,7 +15,7 @@ import pytest
 
 from shardpay import model
 from shardpay.decode import CHARGEBACK, DEPOSIT, DISPUTE, KIND_NAMES, RESOLVE, WITHDRAWAL
-from shardpay.ledger import DUPLICATE, REASONS, Ledger
+from shardpay.ledger import DUPLICATE, REASONS, TABLE_LOAD, TABLE_SIZES, Ledger
 
 U = 10_000
 U32_MAX = 2**32 - 1
@@ -26,20 +28,24 @@ def _rows(lines, kinds, clients, txs, amounts):
 def test_out_of_order_deposits_then_dispute_resolve_chargeback_across_calls():
     lg = Ledger()
     lg.apply_one(2, DEPOSIT, 1, 4_000_000_000, 5 * U)  # rising store: the largest id first
-    # out of order, three of them in one bucket (same low 16 bits)
-    same_bucket = [7 << 16 | 99, 3 << 16 | 99, 11 << 16 | 99]
+    # out of order, three of them at the last home position of the first
+    # table: their probes wrap to its start
+    size = TABLE_SIZES[0]
+    same_bucket = [7 * size + size - 1, 3 * size + size - 1, 11 * size + size - 1]
     lg.apply(*_rows([3, 4, 5, 6], [DEPOSIT, DEPOSIT, WITHDRAWAL, DEPOSIT], [1, 2, 1, 1],
                     same_bucket + [0], [2 * U, 3 * U, U, 4 * U]))
     assert lg.rejects == []
     assert lg.stored() == 5
-    assert sum(map(len, lg.buckets)) == 4 and len(lg.buckets[99]) == 3
-    assert list(lg.buckets[99]) == sorted(lg.buckets[99])
+    (table,) = lg.tables
+    # tx 0's home, position 0, was taken by the wrapped probes: it goes next
+    assert [k >> 32 for k in table[-1:] + table[:3]] == same_bucket + [0]
+    assert sum(1 for k in table if k) == 4
     assert lg.apply_one(7, DISPUTE, 1, same_bucket[0]) is None
     assert (lg.available[1], lg.held[1]) == (8 * U, 2 * U)
     assert lg.apply_one(8, DISPUTE, 1, same_bucket[0]) == "already_disputed"
     assert lg.apply_one(9, DISPUTE, 1, same_bucket[2]) == "not_disputable"  # a withdrawal
     assert lg.apply_one(10, DISPUTE, 2, same_bucket[0]) == "unknown_tx"  # another client's deposit
-    assert lg.apply_one(11, DISPUTE, 1, 5 << 16 | 99) == "unknown_tx"  # same bucket, never stored
+    assert lg.apply_one(11, DISPUTE, 1, 5 * size + size - 1) == "unknown_tx"  # same home, never stored
     assert lg.apply_one(12, RESOLVE, 1, same_bucket[0]) is None
     assert lg.apply_one(13, RESOLVE, 1, same_bucket[0]) == "not_disputed"
     assert lg.apply_one(14, DISPUTE, 2, same_bucket[1]) is None
@@ -59,13 +65,14 @@ def test_lookup_in_the_same_call_as_the_store():
     assert (lg.available[1], lg.held[1], lg.locked[1]) == (U, 0, 1)
 
 
-def test_u32_limit_ids_and_a_full_bucket_stay_sorted():
+def test_u32_limit_ids_and_ids_that_share_their_low_bits():
     lg = Ledger()
     lg.apply_one(2, DEPOSIT, 3, U32_MAX, U)
-    ids = [k << 16 for k in range(1000)]  # all in bucket 0, stored in random order
+    ids = [k << 16 for k in range(1000)]  # the same low 16 bits, stored in random order
     random.Random(1).shuffle(ids)
     lg.apply(*_rows(range(3, 1003), [DEPOSIT] * 1000, [3] * 1000, ids, [1] * 1000))
-    assert list(lg.buckets[0]) == sorted(lg.buckets[0]) and len(lg.buckets[0]) == 1000
+    homes = {tx % TABLE_SIZES[0] for tx in ids}
+    assert len(homes) == 1000  # a prime size spreads them over the table
     for line, tx in enumerate(ids[::7], 2000):
         assert lg.apply_one(line, DISPUTE, 3, tx) is None
     assert lg.apply_one(3000, DISPUTE, 3, U32_MAX) is None
@@ -111,7 +118,7 @@ def test_matches_the_model_with_out_of_order_ids(seed):
     for rec in lg.rejects:
         got[rec[0]] = REASONS[rec[1]]
     assert got == want
-    assert any(v is None for v in want.values()) and sum(map(len, lg.buckets)) > 20
+    assert any(v is None for v in want.values()) and lg.stored() - len(lg.tx_ids) > 20
     clients_, available, held, locked = lg.snapshot()
     assert list(clients_) == sorted(oracle.accounts)
     for c, a, h, lk in zip(clients_, available, held, locked):
@@ -121,33 +128,35 @@ def test_matches_the_model_with_out_of_order_ids(seed):
 
 def _store_bytes(lg: Ledger) -> int:
     parts = [lg.o_amounts, lg.o_clients, lg.o_states]
-    return sum(map(sys.getsizeof, parts)) + sum(map(sys.getsizeof, lg.buckets or ()))
+    return sum(map(sys.getsizeof, parts)) + sum(map(sys.getsizeof, lg.tables))
 
 
 def test_out_of_order_store_grows_by_at_most_40_bytes_a_transaction():
-    """issue 9: <= 40 bytes per stored deposit (the ~4 MB of empty buckets is a fixed cost)."""
+    """issue 9: <= 40 bytes per stored deposit; lookups reach every table, the oldest included."""
     r = random.Random(2)
     lg = Ledger()
     lg.apply_one(1, DEPOSIT, 1, U32_MAX, 1)
+    n = 100_000
+    txs = r.sample(range(U32_MAX), 3 * n)  # distinct, as the reader's claim makes them
+    clients = [r.randrange(65536) for _ in range(3 * n)]
+    amounts = [r.randrange(1, 10**6) for _ in range(3 * n)]
     sizes = []
     for step in range(3):
-        n = 100_000
-        txs = [r.randrange(U32_MAX) for _ in range(n)]
-        clients = [r.randrange(65536) for _ in range(n)]
-        amounts = [r.randrange(1, 10**6) for _ in range(n)]
-        lg.apply(*_rows(range(n), [DEPOSIT] * n, clients, txs, amounts))
+        part = slice(step * n, (step + 1) * n)
+        lg.apply(range(n), [DEPOSIT] * n, clients[part], txs[part], amounts[part])
         sizes.append((lg.stored(), _store_bytes(lg)))
     (n1, b1), (n2, b2) = sizes[0], sizes[-1]
     per_tx = (b2 - b1) / (n2 - n1)
     assert per_tx <= 40, per_tx
-    # the last ones stored (slots past 2**16, 2**17) are found with their own amount
+    assert len(lg.tables) > 5
+    # ones stored all along (every table, slots past 2**16, 2**17) are found with their own amount
     seen = set()
-    for i in range(0, n, 997):
-        if txs[i] in seen or clients[i] in seen:
+    for i in range(0, 3 * n, 997):
+        if clients[i] in seen:
             continue
-        seen.update((txs[i], clients[i]))
+        seen.add(clients[i])
         held = lg.held[clients[i]]
-        assert lg.apply_one(n + i, DISPUTE, clients[i], txs[i]) is None
+        assert lg.apply_one(3 * n + i, DISPUTE, clients[i], txs[i]) is None
         assert lg.held[clients[i]] == held + amounts[i]
 
 
@@ -165,7 +174,7 @@ def test_rising_store_lookups_across_stride_blocks_and_calls(first_call):
         part = ids[done : done + n]
         lg.apply(*_rows(range(done, done + len(part)), [DEPOSIT] * len(part), [4] * len(part), part, [U] * len(part)))
         done += len(part)
-    assert done == len(ids) and lg.buckets is None and lg.stored() == len(ids)
+    assert done == len(ids) and lg.tables == [] and lg.stored() == len(ids)
     stored = set(ids)
     line = 10_000
     for tx in ids[::3]:  # each one a deposit of U: a dispute moves U to held
@@ -175,3 +184,39 @@ def test_rising_store_lookups_across_stride_blocks_and_calls(first_call):
     for tx in [0, 99, 100, ids[-1] + 1] + [t + 1 for t in ids[::5] if t + 1 not in stored]:
         line += 1
         assert lg.apply_one(line, DISPUTE, 4, tx) == "unknown_tx"
+
+
+def test_older_tables_when_the_rising_store_holds_most():
+    """Out-of-order ids past the first table's limit: found in the older table through the
+    rising store's miss (the rising store is searched first), in this call and later ones."""
+    lg = Ledger()
+    rising = list(range(10**6, 10**6 + 3 * TABLE_SIZES[0]))
+    lg.apply(*_rows(range(len(rising)), [DEPOSIT] * len(rising), [5] * len(rising), rising, [U] * len(rising)))
+    limit = TABLE_SIZES[0] * TABLE_LOAD[0] // TABLE_LOAD[1]
+    low = list(range(1, limit + 100))  # past the first table's limit: a second table
+    random.Random(3).shuffle(low)
+    line = len(rising)
+    rows = [(line + i, DEPOSIT, 6, tx, 2) for i, tx in enumerate(low)]
+    rows.append((line + len(low), DISPUTE, 6, low[0]))  # in the first table, same call
+    lg.apply(*zip(*[r + (0,) * (5 - len(r)) for r in rows]))
+    assert lg.rejects == [] and len(lg.tables) == 2 and lg.stored() == len(rising) + len(low)
+    assert lg.held[6] == 2
+    line += len(low) + 1
+    for tx in (low[1], low[limit - 1], low[limit], low[-1]):  # both tables, their edges
+        line += 1
+        assert lg.apply_one(line, DISPUTE, 6, tx) is None
+    assert lg.held[6] == 10
+    assert lg.apply_one(line + 1, DISPUTE, 6, limit + 100) == "unknown_tx"  # in neither
+    assert lg.apply_one(line + 2, DISPUTE, 5, low[2]) == "unknown_tx"  # another client's
+
+
+def test_table_sizes_are_rising_primes_within_the_u32_range():
+    def prime(n: int) -> bool:
+        return n > 1 and all(n % d for d in range(2, int(n**0.5) + 1))
+
+    assert all(prime(n) for n in TABLE_SIZES)
+    assert list(TABLE_SIZES) == sorted(set(TABLE_SIZES)) and TABLE_SIZES[-1] < 2**32
+    # a table takes at least as many keys as all the older ones together
+    limits = [n * TABLE_LOAD[0] // TABLE_LOAD[1] for n in TABLE_SIZES]
+    assert all(limits[i] >= sum(limits[:i]) for i in range(len(limits)))
+    assert sum(limits) >= 2**32
