@@ -20,8 +20,12 @@ Per input chunk (:data:`CHUNK_BYTES` of whole lines):
 The claim set is a ``pyroaring.BitMap`` (compressed u32 set): measured about
 0.2 bytes a rising id where a Python ``set`` costs about 60, so a 20M-row file
 keeps its claims in a few MB. For rising ids the block-wise set operations
-keep it as fast as a ``set``; ids spread over the u32 range cost ~0.3 µs an
-id against a ``set``'s ~0.13 (profiling/README.md has the figures).
+keep it as fast as a ``set``. Ids spread over the u32 range (``sparse``) cost
+roaring 0.35-0.6 µs an id, a cache miss or more in a container of its own,
+against 0.17-0.23 for a Python ``set``, at ~60-90 bytes an id instead of ~2:
+a file whose claims start spread is claimed in a ``set`` up to
+:data:`SET_CLAIMS` ids, then in the BitMap (profiling/README.md has the
+figures).
 """
 
 from __future__ import annotations
@@ -49,6 +53,13 @@ CHUNK_BYTES = 64 * 1024
 per-call costs, smaller keeps a chunk's JSON, row structs and columns in the
 core's cache. 64 KiB (~2,400 rows) against 256 KiB: the reader alone 0.964x,
 end to end with the ring's smaller slots 0.87-0.99x (``profiling/README.md``)."""
+SET_CLAIMS = 1 << 22
+"""Most tx ids claimed in a Python ``set`` (set mode, for spread ids: ~2.4x faster
+than the BitMap, ~60-90 bytes an id, so at most ~270 MB); past it the ids move
+to the BitMap (~0.1 µs an id, once) and the claim stays there."""
+SET_ENTRY = 1 << 16
+"""Set mode starts at the first spread chunk only if the BitMap then holds at most
+this many ids: a file of rising ids with a few spread chunks stays in the BitMap."""
 MAX_LINE_BYTES = 1 << 20
 """A line longer than this is rejected (``invalid_row``) without being held in memory."""
 
@@ -181,6 +192,7 @@ class Reader:
         self.workers = len(sinks)
         self.shard = shard_of(self.workers)
         self.claimed = BitMap()
+        self.claimed_set: set[int] | None = None  # set mode's claims (then ``claimed`` is empty)
         self._max_claimed = -1
         self.rows = 0
         self.invalid = 0
@@ -372,16 +384,18 @@ class Reader:
         duplicate, and one BitMap union claims them (~20 ns an id); ids
         clustered in a narrow range (a few out of order, ``messy``) are
         checked with one BitMap intersection, as cheap. Ids spread over the
-        u32 range (``sparse``) are claimed one by one in a C-level ``map`` of
-        roaring's ``add_checked``, which stops at an id already there and
-        resumes after it (:meth:`_add_checked`: one raised exception per id
-        met again, ~1-2 µs; ~0.3 µs an id otherwise, most of it
-        roaring's container search, where a lookup ``map`` then an
-        ``update`` searched twice, ~0.4 µs; a BitMap of such a chunk would
-        cost more, a container per id). Only the rows of an id claimed
-        before, or repeated inside the chunk, are then visited one by one
-        (random u32 ids collide about once a chunk at 2M rows: birthday
-        collisions).
+        u32 range (``sparse``): if the first such chunk comes while the BitMap
+        holds at most :data:`SET_ENTRY` ids, the claims move to a Python
+        ``set`` and every chunk from then on is claimed there
+        (:meth:`_claim_in_set`: one intersection and one union, ~0.2 µs an
+        id) until :data:`SET_CLAIMS` ids; otherwise they are claimed one by
+        one in a C-level ``map`` of roaring's ``add_checked``, which stops at
+        an id already there and resumes after it (:meth:`_add_checked`: one
+        raised exception per id met again, ~1-2 µs; 0.35-0.6 µs an id
+        otherwise, most of it roaring's container search). Only the rows of
+        an id claimed before, or repeated inside the chunk, are then visited
+        one by one (random u32 ids collide about once every few chunks at 2M
+        rows: birthday collisions).
         """
         txs: list[int] = []
         for _, kinds, _, ids, _ in parts:
@@ -389,25 +403,42 @@ class Reader:
         if not txs:
             return
         lo = min(txs)
-        new = None
-        if lo > self._max_claimed:  # rising
+        rising = lo > self._max_claimed
+        if self.claimed_set is not None:  # set mode: every chunk
+            suspects, old = self._claim_in_set(txs)
+            hi = max(txs)
+        elif rising or max(txs) - lo < len(txs) << 6:  # rising, or clustered
             new = BitMap(txs)
-            old: set[int] = set()
+            old = set() if rising else set(new & self.claimed)
             hi = new.max()
-        elif (hi := max(txs)) - lo < len(txs) << 6:  # clustered
-            new = BitMap(txs)
-            old = set(new & self.claimed)
-        if new is None:  # spread: claimed as they come
-            suspects, old = self._add_checked(txs)
-        else:
             # every row of an id claimed before this chunk, and every
             # occurrence after the first of an id new to it
             suspects = old if len(new) == len(txs) else old | {tx for tx, n in Counter(txs).items() if n > 1}
             self.claimed |= new
+        elif len(self.claimed) <= SET_ENTRY:  # spread, early in the file: set mode from now on
+            self.claimed_set, self.claimed = set(self.claimed), BitMap()
+            suspects, old = self._claim_in_set(txs)
+            hi = max(txs)
+        else:  # spread, in the BitMap: claimed as they come
+            suspects, old = self._add_checked(txs)
+            hi = max(txs)
         if suspects:
             _mark(parts, suspects, old)
         if hi > self._max_claimed:
             self._max_claimed = hi
+
+    def _claim_in_set(self, txs: list[int]) -> tuple[set[int], set[int]]:
+        """Set mode: claim ``txs`` in :attr:`claimed_set` with C-level set operations; return
+        ``(suspects, old)`` as :meth:`_add_checked` does. Past :data:`SET_CLAIMS`
+        ids, they all move to the BitMap and set mode ends."""
+        claimed = self.claimed_set
+        new = set(txs)
+        old = new & claimed
+        claimed |= new
+        suspects = old if len(new) == len(txs) else old | {tx for tx, n in Counter(txs).items() if n > 1}
+        if len(claimed) > SET_CLAIMS:
+            self.claimed, self.claimed_set = BitMap(claimed), None
+        return suspects, old
 
     def _add_checked(self, txs: list[int]) -> tuple[set[int], set[int]]:
         """Claim ``txs`` in their order with C-level passes of roaring's

@@ -1,9 +1,11 @@
 """The reader's global tx-id claim on chunk-sized blocks (``Reader._claim``).
 
-A block's ids are checked and claimed with BitMap operations; only the rows
-of an id claimed earlier, or repeated inside the block, are visited one by
-one. Whatever the mix, and however the block is split into shards, the marks
-must equal a plain set's, in file order.
+A block's ids are checked and claimed with BitMap operations, or with set
+operations in set mode (spread ids early in a file, up to ``SET_CLAIMS``
+ids); only the rows of an id claimed earlier, or repeated inside the block,
+are visited one by one. Whatever the mix, whichever mode, and however the
+block is split into shards, the marks must equal a plain set's, in file
+order.
 """
 
 import random
@@ -12,7 +14,27 @@ import pytest
 
 from shardpay.decode import DEPOSIT, DISPUTE, Deposit, Dispute, Withdrawal
 from shardpay.ledger import DUPLICATE
+from shardpay import reader as reader_module
 from shardpay.reader import Reader, columns_of
+
+MODES = ["set", "bitmap", "set-then-bitmap"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request, monkeypatch):
+    """Which claim set spread ids meet: set mode (the default early in a file), the
+    BitMap only (as after ``SET_ENTRY`` rising ids), or set mode that moves to the
+    BitMap after a few hundred ids (``SET_CLAIMS``)."""
+    if request.param == "bitmap":
+        monkeypatch.setattr(reader_module, "SET_ENTRY", -1)
+    elif request.param == "set-then-bitmap":
+        monkeypatch.setattr(reader_module, "SET_CLAIMS", 300)
+    return request.param
+
+
+def claimed(reader):
+    """Every id the reader has claimed, whichever set holds it."""
+    return set(reader.claimed) | (reader.claimed_set or set())
 
 
 def claim(reader, block, shards=1):
@@ -42,7 +64,7 @@ def _check(blocks, shards=1):
                 want.append(row.kind + DUPLICATE if row.tx in seen else row.kind)
                 seen.add(row.tx)
         assert claim(reader, block, shards) == want
-    assert set(reader.claimed) == seen
+    assert claimed(reader) == seen
     return reader
 
 
@@ -52,7 +74,7 @@ def _row(rng, tx):
 
 
 @pytest.mark.parametrize(("seed", "shards"), [(0, 1), (1, 1), (2, 3), (3, 4)])
-def test_random_u32_ids_in_big_blocks_with_collisions(seed, shards):
+def test_random_u32_ids_in_big_blocks_with_collisions(seed, shards, mode):
     rng = random.Random(seed)
     claimed: list[int] = []
     blocks = []
@@ -70,11 +92,14 @@ def test_random_u32_ids_in_big_blocks_with_collisions(seed, shards):
             block.append(row)
         claimed.extend(r.tx for r in block)
         blocks.append(block)
-    _check(blocks, shards)
+    reader = _check(blocks, shards)
+    # the mode the test meant: set mode ended past SET_CLAIMS ids, or never began
+    assert (reader.claimed_set is not None) == (mode == "set")
+    assert (len(reader.claimed) > 0) == (mode != "set")
 
 
 @pytest.mark.parametrize("shards", [1, 2, 3])
-def test_rising_blocks_with_repeats_inside_and_then_random_ids(shards):
+def test_rising_blocks_with_repeats_inside_and_then_random_ids(shards, mode):
     rng = random.Random(9)
     blocks = [
         [Deposit(1, 10, 1), Deposit(2, 11, 1), Withdrawal(1, 11, 1), Dispute(1, 11), Deposit(3, 12, 1), Deposit(3, 11, 1)],
@@ -103,7 +128,7 @@ def test_the_first_line_claims_whichever_shard_it_went_to():
 
 
 @pytest.mark.parametrize("shards", [1, 2, 3])
-def test_spread_ids_claimed_before_and_repeated_in_one_chunk(shards):
+def test_spread_ids_claimed_before_and_repeated_in_one_chunk(shards, mode):
     """The ``sparse`` path (ids spread over the u32 range): an old id met twice,
     a new id met three times, in both orders across the shards."""
     spread = [k * 2**26 + 12345 for k in range(64)]  # far wider than the chunk: not "clustered"
@@ -117,11 +142,26 @@ def test_spread_ids_claimed_before_and_repeated_in_one_chunk(shards):
 
 
 @pytest.mark.parametrize("shards", [1, 2])
-def test_a_spread_chunk_sent_twice_is_all_duplicates(shards):
+def test_a_spread_chunk_sent_twice_is_all_duplicates(shards, mode):
     """Every id of the second chunk was claimed by the first (the first id
     fails, the last fails, every one fails), some of them twice over."""
     rng = random.Random(5)
     first = [Deposit(rng.randrange(65536), rng.randrange(2**32), 1) for _ in range(300)]
     again = first + [Withdrawal(r.client, r.tx, 1) for r in first[::7]]
     reader = _check([first, again], shards)
-    assert len(reader.claimed) == len({r.tx for r in first})
+    assert claimed(reader) == {r.tx for r in first}
+
+
+def test_set_mode_only_when_spread_ids_come_early(monkeypatch):
+    """A spread chunk after more than SET_ENTRY rising ids stays in the BitMap;
+    one before them moves the claims to the set, the earlier rising ids too,
+    and a rising chunk after it is claimed in the set."""
+    monkeypatch.setattr(reader_module, "SET_ENTRY", 100)
+    rng = random.Random(4)
+    rising = [Deposit(1, tx, 1) for tx in range(1000, 1101)]  # 101 ids: past SET_ENTRY
+    spread = [Deposit(2, rng.randrange(2**32), 1) for _ in range(50)] + [Deposit(3, 1050, 1)]
+    reader = _check([rising, spread])
+    assert reader.claimed_set is None and 1050 in reader.claimed
+    early = _check([rising[:100], spread, [Deposit(4, 2**32 - 1, 1), Withdrawal(4, 1001, 1)]])
+    assert early.claimed_set is not None and len(early.claimed) == 0
+    assert claim(early, [Deposit(5, 1002, 1)]) == [DEPOSIT + DUPLICATE]
