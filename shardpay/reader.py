@@ -58,8 +58,10 @@ SET_CLAIMS = 1 << 22
 than the BitMap, ~60-90 bytes an id, so at most ~270 MB); past it the ids move
 to the BitMap (~0.1 µs an id, once) and the claim stays there."""
 SET_ENTRY = 1 << 16
-"""Set mode starts at the first spread chunk only if the BitMap then holds at most
-this many ids: a file of rising ids with a few spread chunks stays in the BitMap."""
+"""Set mode starts at a spread chunk only if the BitMap then holds at most this many
+ids and most of the chunk's ids are not above the largest one claimed (random
+ids): a file of rising ids with a stray low id, or with spread chunks later
+on, stays in the BitMap."""
 MAX_LINE_BYTES = 1 << 20
 """A line longer than this is rejected (``invalid_row``) without being held in memory."""
 
@@ -384,8 +386,9 @@ class Reader:
         duplicate, and one BitMap union claims them (~20 ns an id); ids
         clustered in a narrow range (a few out of order, ``messy``) are
         checked with one BitMap intersection, as cheap. Ids spread over the
-        u32 range (``sparse``): if the first such chunk comes while the BitMap
-        holds at most :data:`SET_ENTRY` ids, the claims move to a Python
+        u32 range (``sparse``): if such a chunk comes while the BitMap holds
+        at most :data:`SET_ENTRY` ids, and most of its ids are not above the
+        largest claimed one, the claims move to a Python
         ``set`` and every chunk from then on is claimed there
         (:meth:`_claim_in_set`: one intersection and one union, ~0.2 µs an
         id) until :data:`SET_CLAIMS` ids; otherwise they are claimed one by
@@ -415,7 +418,8 @@ class Reader:
             # occurrence after the first of an id new to it
             suspects = old if len(new) == len(txs) else old | {tx for tx, n in Counter(txs).items() if n > 1}
             self.claimed |= new
-        elif len(self.claimed) <= SET_ENTRY:  # spread, early in the file: set mode from now on
+        elif len(self.claimed) <= SET_ENTRY and 2 * sum(map(self._max_claimed.__ge__, txs)) > len(txs):
+            # spread, early in the file, mostly below the largest claim: set mode from now on
             self.claimed_set, self.claimed = set(self.claimed), BitMap()
             suspects, old = self._claim_in_set(txs)
             hi = max(txs)

@@ -15,7 +15,7 @@ import pytest
 
 from shardpay import model
 from shardpay.decode import CHARGEBACK, DEPOSIT, DISPUTE, KIND_NAMES, RESOLVE, WITHDRAWAL
-from shardpay.ledger import DUPLICATE, REASONS, TABLE_LOAD, TABLE_SIZES, Ledger
+from shardpay.ledger import DUPLICATE, REASONS, TABLE_LOAD, TABLE_MIX, TABLE_SIZES, Ledger
 
 U = 10_000
 U32_MAX = 2**32 - 1
@@ -29,9 +29,10 @@ def test_out_of_order_deposits_then_dispute_resolve_chargeback_across_calls():
     lg = Ledger()
     lg.apply_one(2, DEPOSIT, 1, 4_000_000_000, 5 * U)  # rising store: the largest id first
     # out of order, three of them at the last home position of the first
-    # table: their probes wrap to its start
+    # table (tx * TABLE_MIX % size == size - 1): their probes wrap to its start
     size = TABLE_SIZES[0]
-    same_bucket = [7 * size + size - 1, 3 * size + size - 1, 11 * size + size - 1]
+    last = (size - 1) * pow(TABLE_MIX, -1, size) % size
+    same_bucket = [7 * size + last, 3 * size + last, 11 * size + last]
     lg.apply(*_rows([3, 4, 5, 6], [DEPOSIT, DEPOSIT, WITHDRAWAL, DEPOSIT], [1, 2, 1, 1],
                     same_bucket + [0], [2 * U, 3 * U, U, 4 * U]))
     assert lg.rejects == []
@@ -45,7 +46,7 @@ def test_out_of_order_deposits_then_dispute_resolve_chargeback_across_calls():
     assert lg.apply_one(8, DISPUTE, 1, same_bucket[0]) == "already_disputed"
     assert lg.apply_one(9, DISPUTE, 1, same_bucket[2]) == "not_disputable"  # a withdrawal
     assert lg.apply_one(10, DISPUTE, 2, same_bucket[0]) == "unknown_tx"  # another client's deposit
-    assert lg.apply_one(11, DISPUTE, 1, 5 * size + size - 1) == "unknown_tx"  # same home, never stored
+    assert lg.apply_one(11, DISPUTE, 1, 5 * size + last) == "unknown_tx"  # same home, never stored
     assert lg.apply_one(12, RESOLVE, 1, same_bucket[0]) is None
     assert lg.apply_one(13, RESOLVE, 1, same_bucket[0]) == "not_disputed"
     assert lg.apply_one(14, DISPUTE, 2, same_bucket[1]) is None
@@ -71,7 +72,7 @@ def test_u32_limit_ids_and_ids_that_share_their_low_bits():
     ids = [k << 16 for k in range(1000)]  # the same low 16 bits, stored in random order
     random.Random(1).shuffle(ids)
     lg.apply(*_rows(range(3, 1003), [DEPOSIT] * 1000, [3] * 1000, ids, [1] * 1000))
-    homes = {tx % TABLE_SIZES[0] for tx in ids}
+    homes = {tx * TABLE_MIX % TABLE_SIZES[0] for tx in ids}
     assert len(homes) == 1000  # a prime size spreads them over the table
     for line, tx in enumerate(ids[::7], 2000):
         assert lg.apply_one(line, DISPUTE, 3, tx) is None
@@ -220,3 +221,30 @@ def test_table_sizes_are_rising_primes_within_the_u32_range():
     limits = [n * TABLE_LOAD[0] // TABLE_LOAD[1] for n in TABLE_SIZES]
     assert all(limits[i] >= sum(limits[:i]) for i in range(len(limits)))
     assert sum(limits) >= 2**32
+
+
+def _longest_run(table) -> int:
+    """The most consecutive occupied slots (a miss scans up to this many)."""
+    longest = run = 0
+    for k in table:
+        run = run + 1 if k else 0
+        longest = max(longest, run)
+    return longest
+
+
+@pytest.mark.parametrize("order", ["rising", "falling", "two sources"])
+def test_consecutive_out_of_order_ids_do_not_make_long_probe_runs(order):
+    """A run of consecutive ids (an old batch replayed below the largest id, or a
+    second rising source) is spread over the table: misses stay short."""
+    lg = Ledger()
+    lg.apply_one(1, DEPOSIT, 1, U32_MAX, 1)
+    limit = TABLE_SIZES[0] * TABLE_LOAD[0] // TABLE_LOAD[1]
+    if order == "two sources":
+        ids = [tx for pair in zip(range(1000, 1000 + limit // 2), range(10**9, 10**9 + limit // 2)) for tx in pair]
+    else:
+        ids = list(range(1000, 1000 + limit))[:: 1 if order == "rising" else -1]
+    lg.apply(range(len(ids)), [DEPOSIT] * len(ids), [2] * len(ids), ids, [1] * len(ids))
+    assert lg.rejects == [] and len(lg.tables) == 1
+    assert _longest_run(lg.tables[0]) < 100  # tx % size alone: one run of ~5,000
+    assert lg.apply_one(10**6, DISPUTE, 2, ids[len(ids) // 2]) is None
+    assert lg.apply_one(10**6 + 1, DISPUTE, 2, 999) == "unknown_tx"

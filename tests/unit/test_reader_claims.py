@@ -153,15 +153,25 @@ def test_a_spread_chunk_sent_twice_is_all_duplicates(shards, mode):
 
 
 def test_set_mode_only_when_spread_ids_come_early(monkeypatch):
-    """A spread chunk after more than SET_ENTRY rising ids stays in the BitMap;
-    one before them moves the claims to the set, the earlier rising ids too,
-    and a rising chunk after it is claimed in the set."""
+    """A spread chunk after more than SET_ENTRY rising ids stays in the BitMap, and
+    so does a mostly rising chunk with one stray low id; a chunk of random ids
+    early moves the claims to the set, the earlier ones too, and a chunk after
+    it is claimed in the set."""
     monkeypatch.setattr(reader_module, "SET_ENTRY", 100)
     rng = random.Random(4)
-    rising = [Deposit(1, tx, 1) for tx in range(1000, 1101)]  # 101 ids: past SET_ENTRY
-    spread = [Deposit(2, rng.randrange(2**32), 1) for _ in range(50)] + [Deposit(3, 1050, 1)]
+    high = 4 * 10**9  # so that random ids are mostly below the largest claim
+    rising = [Deposit(1, tx, 1) for tx in range(high, high + 101)]  # 101 ids: past SET_ENTRY
+    spread = [Deposit(2, rng.randrange(2**32), 1) for _ in range(50)] + [Deposit(3, high + 50, 1)]
     reader = _check([rising, spread])
-    assert reader.claimed_set is None and 1050 in reader.claimed
-    early = _check([rising[:100], spread, [Deposit(4, 2**32 - 1, 1), Withdrawal(4, 1001, 1)]])
+    assert reader.claimed_set is None and high + 50 in reader.claimed
+    # rising ids with one stray low id, early: a spread chunk, but mostly rising
+    stray = [Deposit(6, tx, 1) for tx in range(10**6, 10**6 + 50)] + [Deposit(6, 5, 1)]
+    first = [Deposit(6, tx, 1) for tx in range(1000, 1010)]
+    reader = _check([first, stray, [Deposit(6, 10**6 + 60, 1), Deposit(6, 5, 1)]])
+    assert reader.claimed_set is None and len(reader.claimed) == 62
+    # random ids from the start (the first chunk is claimed as rising): the
+    # second one moves every claim to the set, the first chunk's ids too
+    first = [Deposit(7, rng.randrange(2**32), 1) for _ in range(50)]
+    early = _check([first, spread, [Deposit(4, 2**32 - 1, 1), Withdrawal(4, first[0].tx, 1)]])
     assert early.claimed_set is not None and len(early.claimed) == 0
-    assert claim(early, [Deposit(5, 1002, 1)]) == [DEPOSIT + DUPLICATE]
+    assert claim(early, [Deposit(5, first[1].tx, 1)]) == [DEPOSIT + DUPLICATE]
