@@ -32,10 +32,9 @@ Data layout, chosen for speed and compactness (client ids are u16):
   u32, state u8) and indexed in open-addressing hash tables: u64 arrays of
   keys ``tx << 32 | slot + 1`` (0: empty), home position
   ``tx * TABLE_MIX % size`` (sizes are the primes of :data:`TABLE_SIZES`),
-  linear probing. A table
-  takes keys up to :data:`TABLE_LOAD` of its size; then a new table of
-  about twice the size takes the next ones, and the full ones are only
-  read (no rehash). A lookup probes the newest table first, where recent
+  linear probing. A table takes keys up to :data:`TABLE_LOAD` of its size;
+  then a new table of about twice the size takes the next ones, and the
+  full ones are only read (no rehash). A lookup probes the newest table first, where recent
   transactions are, the ones disputes name. 13 bytes a transaction plus
   12.8-25.6 bytes of table (the newest table is between empty and full):
   27-39 bytes in all, measured. When this store holds most transactions,
@@ -342,7 +341,7 @@ class Ledger:
         return table, self.o_cap
 
     @staticmethod
-    def _find(tx: int, tables) -> int:
+    def _find(tx: int, tables: list[array]) -> int:
         """The slot of out-of-order ``tx`` in the first of ``tables`` (u64 hash tables) that holds it, or -1."""
         for table in tables:
             size = len(table)
