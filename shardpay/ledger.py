@@ -34,11 +34,11 @@ Data layout, chosen for speed and compactness (client ids are u16):
   ``tx * TABLE_MIX % size`` (sizes are the primes of :data:`TABLE_SIZES`),
   linear probing. A table takes keys up to :data:`TABLE_LOAD` of its size;
   then a new table of about twice the size takes the next ones, and the
-  full ones are only read (no rehash). A lookup probes the newest table first, where recent
-  transactions are, the ones disputes name. 13 bytes a transaction plus
-  12.8-25.6 bytes of table (the newest table is between empty and full):
-  27-39 bytes in all, measured. When this store holds most transactions,
-  lookups try it first. (Measured against the alternatives in
+  full ones are only read (no rehash). A lookup probes the newest table
+  first, where recent transactions are, the ones disputes name. 13 bytes a
+  transaction plus 12.8-25.6 bytes of table (the newest table is between
+  empty and full): 27-39 bytes in all, measured. When this store holds most
+  transactions, lookups try it first. (Measured against the alternatives in
   ``profiling/README.md``: sorted buckets chosen by the id's low 16 bits,
   ``bisect`` and ``insert`` (~22 bytes a transaction), took 1.28-1.48x
   these tables' apply time on ``sparse``; a dict (~115 bytes) 1.09x; sorted

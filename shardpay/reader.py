@@ -414,9 +414,7 @@ class Reader:
             new = BitMap(txs)
             old = set() if rising else set(new & self.claimed)
             hi = new.max()
-            # every row of an id claimed before this chunk, and every
-            # occurrence after the first of an id new to it
-            suspects = old if len(new) == len(txs) else old | {tx for tx, n in Counter(txs).items() if n > 1}
+            suspects = _suspects(txs, len(new), old)
             self.claimed |= new
         elif len(self.claimed) <= SET_ENTRY and 2 * sum(map(self._max_claimed.__ge__, txs)) > len(txs):
             # spread, early in the file, mostly below the largest claim: set mode from now on
@@ -439,7 +437,7 @@ class Reader:
         new = set(txs)
         old = new & claimed
         claimed |= new
-        suspects = old if len(new) == len(txs) else old | {tx for tx, n in Counter(txs).items() if n > 1}
+        suspects = _suspects(txs, len(new), old)
         if len(claimed) > SET_CLAIMS:
             self.claimed, self.claimed_set = BitMap(claimed), None
         return suspects, old
@@ -475,6 +473,12 @@ class Reader:
         else:  # one pass over the chunk
             times_in_chunk = Counter(compress(txs, map(times_met.__contains__, txs)))
         return set(times_met), {tx for tx, n in times_met.items() if n == times_in_chunk[tx]}
+
+
+def _suspects(txs: list[int], distinct: int, old: set[int]) -> set[int]:
+    """The ids of a chunk met again: ``old`` (claimed before the chunk) and every id
+    repeated inside ``txs``; ``distinct`` is how many different ids ``txs`` holds."""
+    return old if distinct == len(txs) else old | {tx for tx, n in Counter(txs).items() if n > 1}
 
 
 def _mark(parts: Sequence[Columns], suspects: set[int], old: set[int]) -> None:
