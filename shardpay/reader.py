@@ -21,11 +21,11 @@ The claim set is a ``pyroaring.BitMap`` (compressed u32 set): measured about
 0.2 bytes a rising id where a Python ``set`` costs about 60, so a 20M-row file
 keeps its claims in a few MB. For rising ids the block-wise set operations
 keep it as fast as a ``set``. Ids spread over the u32 range (``sparse``) cost
-roaring 0.35-0.6 µs an id, a cache miss or more in a container of its own,
-against 0.17-0.23 for a Python ``set``, at ~60-90 bytes an id instead of ~2:
-a file whose claims start spread is claimed in a ``set`` up to
-:data:`SET_CLAIMS` ids, then in the BitMap (profiling/README.md has the
-figures).
+roaring 0.4-0.55 µs an id, a cache miss or more in a container of its own:
+a file whose claims start spread is claimed in a :class:`shardpay.claims.ClaimTable`
+(table mode: a numpy hash table that claims a whole chunk in a few vector
+passes, ~0.11 µs an id at 8-16 bytes an id) up to :data:`TABLE_CLAIMS` ids,
+then in the BitMap (profiling/README.md has the figures).
 """
 
 from __future__ import annotations
@@ -38,13 +38,16 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from itertools import compress
 from operator import attrgetter
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from pyroaring import BitMap
 
 from .decode import WITHDRAWAL, Reject, decode_chunk, parse_header
 from .errors import InputError
 from .ledger import DUPLICATE, U64
+
+if TYPE_CHECKING:
+    from .claims import ClaimTable
 
 __all__ = ["CHUNK_BYTES", "FRAME_TAG", "MAX_LINE_BYTES", "Columns", "Reader", "columns_of", "pack_frame", "shard_of", "unpack_frame"]
 
@@ -53,12 +56,13 @@ CHUNK_BYTES = 64 * 1024
 per-call costs, smaller keeps a chunk's JSON, row structs and columns in the
 core's cache. 64 KiB (~2,400 rows) against 256 KiB: the reader alone 0.964x,
 end to end with the ring's smaller slots 0.87-0.99x (``profiling/README.md``)."""
-SET_CLAIMS = 1 << 22
-"""Most tx ids claimed in a Python ``set`` (set mode, for spread ids: ~2.4x faster
-than the BitMap, ~60-90 bytes an id, so at most ~270 MB); past it the ids move
-to the BitMap (~0.1 µs an id, once) and the claim stays there."""
-SET_ENTRY = 1 << 16
-"""Set mode starts at a spread chunk only if the BitMap then holds at most this many
+TABLE_CLAIMS = 1 << 25
+"""Most tx ids claimed in table mode (for spread ids: ~4x faster than the BitMap,
+4 bytes a slot at most half full, so at most 256 MiB); past it, or once the
+table is crowded (:data:`shardpay.claims.CROWDED_ROUNDS`), the ids move to the
+BitMap (~10 ns an id, once) and the claim stays there."""
+TABLE_ENTRY = 1 << 16
+"""Table mode starts at a spread chunk only if the BitMap then holds at most this many
 ids and most of the chunk's ids are not above the largest one claimed (random
 ids): a file of rising ids with a stray low id, or with spread chunks later
 on, stays in the BitMap."""
@@ -194,7 +198,7 @@ class Reader:
         self.workers = len(sinks)
         self.shard = shard_of(self.workers)
         self.claimed = BitMap()
-        self.claimed_set: set[int] | None = None  # set mode's claims (then ``claimed`` is empty)
+        self.table: ClaimTable | None = None  # table mode's claims (then ``claimed`` is empty)
         self._max_claimed = -1
         self.rows = 0
         self.invalid = 0
@@ -387,11 +391,11 @@ class Reader:
         clustered in a narrow range (a few out of order, ``messy``) are
         checked with one BitMap intersection, as cheap. Ids spread over the
         u32 range (``sparse``): if such a chunk comes while the BitMap holds
-        at most :data:`SET_ENTRY` ids, and most of its ids are not above the
-        largest claimed one, the claims move to a Python
-        ``set`` and every chunk from then on is claimed there
-        (:meth:`_claim_in_set`: one intersection and one union, ~0.2 µs an
-        id) until :data:`SET_CLAIMS` ids; otherwise they are claimed one by
+        at most :data:`TABLE_ENTRY` ids, and most of its ids are not above the
+        largest claimed one, the claims move to a
+        :class:`~shardpay.claims.ClaimTable` and every chunk from then on is
+        claimed there (:meth:`_claim_in_table`: a few numpy passes a chunk,
+        ~0.11 µs an id) until :data:`TABLE_CLAIMS` ids; otherwise they are claimed one by
         one in a C-level ``map`` of roaring's ``add_checked``, which stops at
         an id already there and resumes after it (:meth:`_add_checked`: one
         raised exception per id met again, ~1-2 µs; 0.35-0.6 µs an id
@@ -407,8 +411,8 @@ class Reader:
             return
         lo = min(txs)
         rising = lo > self._max_claimed
-        if self.claimed_set is not None:  # set mode: every chunk
-            suspects, old = self._claim_in_set(txs)
+        if self.table is not None:  # table mode: every chunk
+            suspects, old = self._claim_in_table(txs)
             hi = max(txs)
         elif rising or max(txs) - lo < len(txs) << 6:  # rising, or clustered
             new = BitMap(txs)
@@ -416,10 +420,12 @@ class Reader:
             hi = new.max()
             suspects = _suspects(txs, len(new), old)
             self.claimed |= new
-        elif len(self.claimed) <= SET_ENTRY and 2 * sum(map(self._max_claimed.__ge__, txs)) > len(txs):
-            # spread, early in the file, mostly below the largest claim: set mode from now on
-            self.claimed_set, self.claimed = set(self.claimed), BitMap()
-            suspects, old = self._claim_in_set(txs)
+        elif len(self.claimed) <= TABLE_ENTRY and 2 * sum(map(self._max_claimed.__ge__, txs)) > len(txs):
+            # spread, early in the file, mostly below the largest claim: table mode from now on
+            from .claims import ClaimTable  # imports numpy: only a spread file pays for it
+
+            self.table, self.claimed = ClaimTable(self.claimed.to_array()), BitMap()
+            suspects, old = self._claim_in_table(txs)
             hi = max(txs)
         else:  # spread, in the BitMap: claimed as they come
             suspects, old = self._add_checked(txs)
@@ -429,17 +435,15 @@ class Reader:
         if hi > self._max_claimed:
             self._max_claimed = hi
 
-    def _claim_in_set(self, txs: list[int]) -> tuple[set[int], set[int]]:
-        """Set mode: claim ``txs`` in :attr:`claimed_set` with C-level set operations; return
-        ``(suspects, old)`` as :meth:`_add_checked` does. Past :data:`SET_CLAIMS`
-        ids, they all move to the BitMap and set mode ends."""
-        claimed = self.claimed_set
-        new = set(txs)
-        old = new & claimed
-        claimed |= new
-        suspects = _suspects(txs, len(new), old)
-        if len(claimed) > SET_CLAIMS:
-            self.claimed, self.claimed_set = BitMap(claimed), None
+    def _claim_in_table(self, txs: list[int]) -> tuple[set[int], set[int]]:
+        """Table mode: claim ``txs`` in :attr:`table`; return ``(suspects, old)`` as
+        :meth:`_add_checked` does. Past :data:`TABLE_CLAIMS` ids, or once the
+        table is crowded, they all move to the BitMap and table mode ends."""
+        table = self.table
+        suspects, old = table.claim(txs)
+        if len(table) > TABLE_CLAIMS or table.crowded:
+            self.claimed = BitMap(array("I", table.ids().tobytes()))
+            self.table = None
         return suspects, old
 
     def _add_checked(self, txs: list[int]) -> tuple[set[int], set[int]]:

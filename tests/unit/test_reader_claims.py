@@ -1,8 +1,8 @@
 """The reader's global tx-id claim on chunk-sized blocks (``Reader._claim``).
 
-A block's ids are checked and claimed with BitMap operations, or with set
-operations in set mode (spread ids early in a file, up to ``SET_CLAIMS``
-ids); only the rows of an id claimed earlier, or repeated inside the block,
+A block's ids are checked and claimed with BitMap operations, or in the
+numpy claim table in table mode (spread ids early in a file, up to
+``TABLE_CLAIMS`` ids); only the rows of an id claimed earlier, or repeated inside the block,
 are visited one by one. Whatever the mix, whichever mode, and however the
 block is split into shards, the marks must equal a plain set's, in file
 order.
@@ -17,24 +17,24 @@ from shardpay.ledger import DUPLICATE
 from shardpay import reader as reader_module
 from shardpay.reader import Reader, columns_of
 
-MODES = ["set", "bitmap", "set-then-bitmap"]
+MODES = ["table", "bitmap", "table-then-bitmap"]
 
 
 @pytest.fixture(params=MODES)
 def mode(request, monkeypatch):
-    """Which claim set spread ids meet: set mode (the default early in a file), the
-    BitMap only (as after ``SET_ENTRY`` rising ids), or set mode that moves to the
-    BitMap after a few hundred ids (``SET_CLAIMS``)."""
+    """Which claim set spread ids meet: table mode (the default early in a file), the
+    BitMap only (as after ``TABLE_ENTRY`` rising ids), or table mode that moves to
+    the BitMap after a few hundred ids (``TABLE_CLAIMS``)."""
     if request.param == "bitmap":
-        monkeypatch.setattr(reader_module, "SET_ENTRY", -1)
-    elif request.param == "set-then-bitmap":
-        monkeypatch.setattr(reader_module, "SET_CLAIMS", 300)
+        monkeypatch.setattr(reader_module, "TABLE_ENTRY", -1)
+    elif request.param == "table-then-bitmap":
+        monkeypatch.setattr(reader_module, "TABLE_CLAIMS", 300)
     return request.param
 
 
 def claimed(reader):
     """Every id the reader has claimed, whichever set holds it."""
-    return set(reader.claimed) | (reader.claimed_set or set())
+    return set(reader.claimed) | (set(reader.table.ids().tolist()) if reader.table else set())
 
 
 def claim(reader, block, shards=1):
@@ -93,9 +93,9 @@ def test_random_u32_ids_in_big_blocks_with_collisions(seed, shards, mode):
         claimed.extend(r.tx for r in block)
         blocks.append(block)
     reader = _check(blocks, shards)
-    # the mode the test meant: set mode ended past SET_CLAIMS ids, or never began
-    assert (reader.claimed_set is not None) == (mode == "set")
-    assert (len(reader.claimed) > 0) == (mode != "set")
+    # the mode the test meant: table mode ended past TABLE_CLAIMS ids, or never began
+    assert (reader.table is not None) == (mode == "table")
+    assert (len(reader.claimed) > 0) == (mode != "table")
 
 
 @pytest.mark.parametrize("shards", [1, 2, 3])
@@ -152,26 +152,43 @@ def test_a_spread_chunk_sent_twice_is_all_duplicates(shards, mode):
     assert claimed(reader) == {r.tx for r in first}
 
 
-def test_set_mode_only_when_spread_ids_come_early(monkeypatch):
-    """A spread chunk after more than SET_ENTRY rising ids stays in the BitMap, and
+def test_table_mode_only_when_spread_ids_come_early(monkeypatch):
+    """A spread chunk after more than TABLE_ENTRY rising ids stays in the BitMap, and
     so does a mostly rising chunk with one stray low id; a chunk of random ids
-    early moves the claims to the set, the earlier ones too, and a chunk after
-    it is claimed in the set."""
-    monkeypatch.setattr(reader_module, "SET_ENTRY", 100)
+    early moves the claims to the table, the earlier ones too, and a chunk after
+    it is claimed in the table."""
+    monkeypatch.setattr(reader_module, "TABLE_ENTRY", 100)
     rng = random.Random(4)
     high = 4 * 10**9  # so that random ids are mostly below the largest claim
-    rising = [Deposit(1, tx, 1) for tx in range(high, high + 101)]  # 101 ids: past SET_ENTRY
+    rising = [Deposit(1, tx, 1) for tx in range(high, high + 101)]  # 101 ids: past TABLE_ENTRY
     spread = [Deposit(2, rng.randrange(2**32), 1) for _ in range(50)] + [Deposit(3, high + 50, 1)]
     reader = _check([rising, spread])
-    assert reader.claimed_set is None and high + 50 in reader.claimed
+    assert reader.table is None and high + 50 in reader.claimed
     # rising ids with one stray low id, early: a spread chunk, but mostly rising
     stray = [Deposit(6, tx, 1) for tx in range(10**6, 10**6 + 50)] + [Deposit(6, 5, 1)]
     first = [Deposit(6, tx, 1) for tx in range(1000, 1010)]
     reader = _check([first, stray, [Deposit(6, 10**6 + 60, 1), Deposit(6, 5, 1)]])
-    assert reader.claimed_set is None and len(reader.claimed) == 62
+    assert reader.table is None and len(reader.claimed) == 62
     # random ids from the start (the first chunk is claimed as rising): the
-    # second one moves every claim to the set, the first chunk's ids too
+    # second one moves every claim to the table, the first chunk's ids too
     first = [Deposit(7, rng.randrange(2**32), 1) for _ in range(50)]
     early = _check([first, spread, [Deposit(4, 2**32 - 1, 1), Withdrawal(4, first[0].tx, 1)]])
-    assert early.claimed_set is not None and len(early.claimed) == 0
+    assert early.table is not None and len(early.claimed) == 0
     assert claim(early, [Deposit(5, first[1].tx, 1)]) == [DEPOSIT + DUPLICATE]
+
+
+def test_a_crowded_table_hands_the_claims_to_the_bitmap():
+    """Ids crafted to share one home slot in the claim table (more than
+    CROWDED_ROUNDS of them in a chunk) end table mode: every claim so far moves to
+    the BitMap, and the marks stay exact before, at and after the move."""
+    from shardpay.claims import CROWDED_ROUNDS
+
+    rng = random.Random(9)
+    spread = [Deposit(1, rng.randrange(2**32), 1) for _ in range(200)]
+    inverse = pow(2654435769, -1, 2**32)
+    crafted = [(7 << 16 | j) * inverse % 2**32 for j in range(1, CROWDED_ROUNDS + 50)]  # home 7 of 2**16
+    crowd = [Deposit(2, tx, 1) for tx in crafted] + [Withdrawal(3, spread[0].tx, 1)]
+    reader = _check([spread[:100], spread[100:], crowd])
+    assert reader.table is None and len(reader.claimed) == 200 + len(crafted)
+    again = [Deposit(4, crafted[5], 1), Deposit(4, spread[150].tx, 1), Deposit(4, 12345, 1)]
+    assert claim(reader, again) == [DEPOSIT + DUPLICATE, DEPOSIT + DUPLICATE, DEPOSIT]
