@@ -58,9 +58,10 @@ core's cache. 64 KiB (~2,400 rows) against 256 KiB: the reader alone 0.964x,
 end to end with the ring's smaller slots 0.87-0.99x (``profiling/README.md``)."""
 TABLE_CLAIMS = 1 << 25
 """Most tx ids claimed in table mode (for spread ids: ~4x faster than the BitMap,
-4 bytes a slot at most half full, so at most 256 MiB); past it, or once the
-table is crowded (:data:`shardpay.claims.CROWDED_ROUNDS`), the ids move to the
-BitMap (~10 ns an id, once) and the claim stays there."""
+4 bytes a slot at most half full, so at most 256 MiB, and 384 while it
+doubles the last time). At a chunk that would pass it, or once the table is
+crowded (:data:`shardpay.claims.CROWDED_ROUNDS`), the ids move to the BitMap
+(~10 ns an id, once) and the claim stays there."""
 TABLE_ENTRY = 1 << 16
 """Table mode starts at a spread chunk only if the BitMap then holds at most this many
 ids and most of the chunk's ids are not above the largest one claimed (random
@@ -437,13 +438,18 @@ class Reader:
 
     def _claim_in_table(self, txs: list[int]) -> tuple[set[int], set[int]]:
         """Table mode: claim ``txs`` in :attr:`table`; return ``(suspects, old)`` as
-        :meth:`_add_checked` does. Past :data:`TABLE_CLAIMS` ids, or once the
-        table is crowded, they all move to the BitMap and table mode ends."""
+        :meth:`_add_checked` does. Once the table is crowded, or if ``txs``
+        would take it past :data:`TABLE_CLAIMS` ids (then ``txs`` are claimed
+        in the BitMap), the ids move to the BitMap and table mode ends."""
         table = self.table
-        suspects, old = table.claim(txs)
-        if len(table) > TABLE_CLAIMS or table.crowded:
+        full = len(table) + len(txs) > TABLE_CLAIMS  # checked first: the table never doubles past it
+        if not full:
+            suspects, old = table.claim(txs)
+        if full or table.crowded:
             self.claimed = BitMap(array("I", table.ids().tobytes()))
             self.table = None
+        if full:
+            suspects, old = self._add_checked(txs)
         return suspects, old
 
     def _add_checked(self, txs: list[int]) -> tuple[set[int], set[int]]:

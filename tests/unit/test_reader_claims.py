@@ -192,3 +192,25 @@ def test_a_crowded_table_hands_the_claims_to_the_bitmap():
     assert reader.table is None and len(reader.claimed) == 200 + len(crafted)
     again = [Deposit(4, crafted[5], 1), Deposit(4, spread[150].tx, 1), Deposit(4, 12345, 1)]
     assert claim(reader, again) == [DEPOSIT + DUPLICATE, DEPOSIT + DUPLICATE, DEPOSIT]
+
+
+def test_the_table_never_holds_more_than_table_claims(monkeypatch):
+    """A chunk that would take the table past TABLE_CLAIMS ids is claimed in the
+    BitMap, after every earlier id moved there: the table never grows past it."""
+    from shardpay.claims import ClaimTable
+
+    monkeypatch.setattr(reader_module, "TABLE_CLAIMS", 250)
+    sizes = []
+    real_claim = ClaimTable.claim
+
+    def claim_and_measure(table, txs):
+        answer = real_claim(table, txs)
+        sizes.append(len(table))
+        return answer
+
+    monkeypatch.setattr(ClaimTable, "claim", claim_and_measure)
+    rng = random.Random(11)
+    blocks = [[Deposit(1, rng.randrange(2**32), 1) for _ in range(100)] for _ in range(4)]
+    blocks.append([Withdrawal(2, blocks[1][3].tx, 1), Deposit(2, blocks[3][0].tx, 1)])
+    reader = _check(blocks)
+    assert sizes == [200] and reader.table is None  # the first chunk is claimed as rising
