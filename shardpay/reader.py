@@ -7,15 +7,17 @@ Per input chunk (:data:`CHUNK_BYTES` of whole lines):
 
 1. :func:`shardpay.decode.decode_chunk` decodes it (msgspec fast path, exact
    path for the lines that need it); invalid rows become rejects.
-2. Rows are hash-partitioned by client onto the shards, and each shard's
-   rows become :data:`Columns` (line, kind, client, tx, amount).
+2. The rows become numpy columns of the whole chunk (line, kind, client, tx,
+   amount; :func:`shardpay.columns.chunk_columns`), in line order.
 3. The global tx-id claim (SPEC "Transactions": the first well-formed deposit
    or withdrawal with an id claims it): BitMap operations on the whole
    chunk; only the rows of a duplicated id are then visited one by one, in
-   line order across the shards. A row whose id is already claimed is
-   forwarded with kind ``+ DUPLICATE`` so its worker still creates the
-   account and rejects it as ``duplicate_tx``.
-4. Each shard's columns go out as one frame of raw arrays (:func:`pack_frame`).
+   line order. A row whose id is already claimed is forwarded with kind
+   ``+ DUPLICATE`` so its worker still creates the account and rejects it
+   as ``duplicate_tx``.
+4. Rows are hash-partitioned by client onto the shards: each shard's rows,
+   gathered out of every column, go out as one frame of raw arrays
+   (:func:`shardpay.columns.shard_frames`, the layout of :func:`pack_frame`).
 
 The claim set is a ``pyroaring.BitMap`` (compressed u32 set): measured about
 0.2 bytes a rising id where a Python ``set`` costs about 60, so a 20M-row file
@@ -37,7 +39,6 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from itertools import compress
-from operator import attrgetter
 from typing import TYPE_CHECKING, BinaryIO
 
 from pyroaring import BitMap
@@ -47,9 +48,12 @@ from .errors import InputError
 from .ledger import DUPLICATE, U64
 
 if TYPE_CHECKING:
-    from .claims import ClaimTable
+    import numpy as np
 
-__all__ = ["CHUNK_BYTES", "FRAME_TAG", "MAX_LINE_BYTES", "Columns", "Reader", "columns_of", "pack_frame", "shard_of", "unpack_frame"]
+    from .claims import ClaimTable
+    from .columns import ChunkColumns
+
+__all__ = ["CHUNK_BYTES", "FRAME_TAG", "MAX_LINE_BYTES", "Reader", "pack_frame", "shard_of", "unpack_frame"]
 
 CHUNK_BYTES = 64 * 1024
 """Bytes read per chunk by default (``Reader(chunk_bytes=...)``): larger amortises
@@ -71,8 +75,6 @@ MAX_LINE_BYTES = 1 << 20
 """A line longer than this is rejected (``invalid_row``) without being held in memory."""
 
 _BOM = b"\xef\xbb\xbf"
-_KIND, _CLIENT, _TX, _AMOUNT = (attrgetter(name) for name in ("kind", "client", "tx", "amount"))
-_MONEY = bytes(1 if code <= WITHDRAWAL else 0 for code in range(256))
 """Translation of a kinds column to a mask of its deposits and withdrawals (the rows that claim)."""
 
 
@@ -94,20 +96,6 @@ _HEAD = len(FRAME_TAG) + _COUNT.size
 _WIDE, _NARROW = U64, "I"
 _ROW_BYTES = 1 + 2 * array(_WIDE).itemsize + 2 * array(_NARROW).itemsize
 _BIG_ENDIAN = sys.byteorder == "big"
-
-Columns = tuple[Sequence[int], bytearray, list[int], list[int], list[int]]
-"""One shard's rows of a chunk as columns of equal length: ``(lines, kinds,
-clients, txs, amounts)``. ``lines`` are physical line numbers (a list or a
-``range``), ``kinds`` kind codes one byte a row (``+ DUPLICATE`` once
-claimed), amounts in 1/10,000 units (0 for dispute, resolve, chargeback)."""
-
-
-def columns_of(lines: Sequence[int], rows: Sequence) -> Columns:
-    """Rows (decoded structs, see :mod:`shardpay.decode`) and their line numbers
-    (kept as given) as :data:`Columns`: one C-level pass per column."""
-    return (lines, bytearray(map(_KIND, rows)), list(map(_CLIENT, rows)), list(map(_TX, rows)),
-            list(map(_AMOUNT, rows)))
-
 
 def pack_frame(lines: Sequence[int], kinds: bytes, clients: Sequence[int], txs: Sequence[int],
                amounts: Sequence[int]) -> bytes:
@@ -198,6 +186,10 @@ class Reader:
         self.should_stop = should_stop
         self.workers = len(sinks)
         self.shard = shard_of(self.workers)
+        from . import columns  # numpy: loaded in the reader's process only, never in the parent
+
+        self._columns = columns
+        self._shard_map = columns.np.frombuffer(self.shard, columns.np.uint8)
         self.claimed = BitMap()
         self.table: ClaimTable | None = None  # table mode's claims (then ``claimed`` is empty)
         self._max_claimed = -1
@@ -358,33 +350,23 @@ class Reader:
             self.on_rejects(rejects)
         if rows:
             self.rows += len(rows)
-            workers = self.workers
-            if workers == 1:
-                parts = [columns_of(lines, rows)]
-            else:  # one Python step a row: the client's shard
-                shard = self.shard
-                shard_lines: list[list[int]] = [[] for _ in range(workers)]
-                shard_rows: list[list] = [[] for _ in range(workers)]
-                for line, r in zip(lines, rows):
-                    s = shard[r.client]
-                    shard_lines[s].append(line)
-                    shard_rows[s].append(r)
-                parts = [columns_of(shard_lines[s], shard_rows[s]) for s in range(workers)]
-            self._claim(parts)
-            for s, part in enumerate(parts):
-                if part[0]:
-                    self.shard_rows[s] += len(part[0])
-                    self.sinks[s](pack_frame(*part))
+            cols = self._columns.chunk_columns(lines, rows)
+            self._claim(cols)
+            for s, frame in enumerate(self._columns.shard_frames(cols, self._shard_map, self.workers, FRAME_TAG, _COUNT)):
+                if frame is not None:
+                    self.shard_rows[s] += (len(frame) - _HEAD) // _ROW_BYTES
+                    self.sinks[s](frame)
         t2 = time.perf_counter()
         self.decode_seconds += t1 - t0
         self.route_seconds += t2 - t1
 
-    def _claim(self, parts: Sequence[Columns]) -> None:
+    def _claim(self, cols: ChunkColumns) -> None:
         """Claim the tx ids of a chunk's deposits/withdrawals, in line order; mark duplicates.
 
-        ``parts``: the chunk's rows as :data:`Columns`, one per shard (each in
-        line order). A row whose id was claimed before, by an earlier chunk or
-        an earlier line, gets ``DUPLICATE`` added to its kind, in place.
+        ``cols``: the chunk's rows as :class:`~shardpay.columns.ChunkColumns`,
+        in line order, before they are split by shard. A row whose id was
+        claimed before, by an earlier chunk or an earlier line, gets
+        ``DUPLICATE`` added to its kind, in place.
 
         No Python step per id. Rising ids (the usual partner file) are all
         above the largest claimed one, so only the chunk itself can hold a
@@ -405,38 +387,33 @@ class Reader:
         one by one (random u32 ids collide about once every few chunks at 2M
         rows: birthday collisions).
         """
-        txs: list[int] = []
-        for _, kinds, _, ids, _ in parts:
-            txs += compress(ids, kinds.translate(_MONEY))
-        if not txs:
+        money = cols.kinds <= WITHDRAWAL
+        ids = cols.txs[money]
+        if not ids.size:
             return
-        lo = min(txs)
+        lo, hi = int(ids.min()), int(ids.max())
         rising = lo > self._max_claimed
         if self.table is not None:  # table mode: every chunk
-            suspects, old = self._claim_in_table(txs)
-            hi = max(txs)
-        elif rising or max(txs) - lo < len(txs) << 6:  # rising, or clustered
-            new = BitMap(txs)
+            suspects, old = self._claim_in_table(ids)
+        elif rising or hi - lo < ids.size << 6:  # rising, or clustered
+            new = BitMap(array("I", ids.tobytes()))
             old = set() if rising else set(new & self.claimed)
-            hi = new.max()
-            suspects = _suspects(txs, len(new), old)
+            suspects = old if len(new) == ids.size else _suspects(ids.tolist(), len(new), old)
             self.claimed |= new
-        elif len(self.claimed) <= TABLE_ENTRY and 2 * sum(map(self._max_claimed.__ge__, txs)) > len(txs):
+        elif len(self.claimed) <= TABLE_ENTRY and 2 * int((ids <= self._max_claimed).sum()) > ids.size:
             # spread, early in the file, mostly below the largest claim: table mode from now on
-            from .claims import ClaimTable  # imports numpy: only a spread file pays for it
+            from .claims import ClaimTable
 
             self.table, self.claimed = ClaimTable(self.claimed.to_array()), BitMap()
-            suspects, old = self._claim_in_table(txs)
-            hi = max(txs)
+            suspects, old = self._claim_in_table(ids)
         else:  # spread, in the BitMap: claimed as they come
-            suspects, old = self._add_checked(txs)
-            hi = max(txs)
+            suspects, old = self._add_checked(ids.tolist())
         if suspects:
-            _mark(parts, suspects, old)
+            self._columns.mark_duplicates(cols, money, suspects, old, DUPLICATE)
         if hi > self._max_claimed:
             self._max_claimed = hi
 
-    def _claim_in_table(self, txs: list[int]) -> tuple[set[int], set[int]]:
+    def _claim_in_table(self, txs: np.ndarray) -> tuple[set[int], set[int]]:
         """Table mode: claim ``txs`` in :attr:`table`; return ``(suspects, old)`` as
         :meth:`_add_checked` does. Once the table is crowded, or if ``txs``
         would take it past :data:`TABLE_CLAIMS` ids (then ``txs`` are claimed
@@ -449,7 +426,7 @@ class Reader:
             self.claimed = BitMap(array("I", table.ids().tobytes()))
             self.table = None
         if full:
-            suspects, old = self._add_checked(txs)
+            suspects, old = self._add_checked(txs.tolist())
         return suspects, old
 
     def _add_checked(self, txs: list[int]) -> tuple[set[int], set[int]]:
@@ -489,35 +466,6 @@ def _suspects(txs: list[int], distinct: int, old: set[int]) -> set[int]:
     """The ids of a chunk met again: ``old`` (claimed before the chunk) and every id
     repeated inside ``txs``; ``distinct`` is how many different ids ``txs`` holds."""
     return old if distinct == len(txs) else old | {tx for tx, n in Counter(txs).items() if n > 1}
-
-
-def _mark(parts: Sequence[Columns], suspects: set[int], old: set[int]) -> None:
-    """Add ``DUPLICATE`` to the kind of every deposit/withdrawal row in ``parts``
-    whose id is in ``old`` (claimed before this chunk), or is in ``suspects``
-    and met on an earlier line of the chunk (line order across the parts)."""
-    found = []  # (line, part, index) of each deposit/withdrawal with a suspect id
-    for p, (lines, kinds, _, ids, _) in enumerate(parts):
-        if len(suspects) <= 4:  # a scan of the ids per suspect
-            where = []
-            for tx in suspects:
-                i = -1
-                try:
-                    while True:
-                        i = ids.index(tx, i + 1)
-                        where.append(i)
-                except ValueError:
-                    pass
-        else:  # one pass over the ids
-            where = compress(range(len(ids)), map(suspects.__contains__, ids))
-        found += ((lines[i], p, i) for i in where if kinds[i] <= WITHDRAWAL)
-    found.sort()
-    seen: set[int] = set()
-    for _, p, i in found:
-        tx = parts[p][3][i]
-        if tx in old or tx in seen:
-            parts[p][1][i] += DUPLICATE
-        else:
-            seen.add(tx)
 
 
 def run_reader(

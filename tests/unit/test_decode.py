@@ -18,7 +18,8 @@ from shardpay.decode import (
     parse_header,
 )
 from shardpay.errors import InputError
-from shardpay.reader import Reader, columns_of, unpack_frame
+from shardpay.columns import chunk_columns
+from shardpay.reader import Reader, unpack_frame
 
 
 def rows_of(data: bytes, first_line: int = 2):
@@ -375,6 +376,6 @@ def test_tx_claims_match_a_plain_set_rising_and_random():
             else:
                 want.append(row.kind + DUPLICATE if tx in seen else row.kind)
                 seen.add(tx)
-        parts = [columns_of(range(len(block)), block)]
-        reader._claim(parts)
-        assert list(parts[0][1]) == want
+        cols = chunk_columns(range(len(block)), block)
+        reader._claim(cols)
+        assert cols.kinds.tolist() == want

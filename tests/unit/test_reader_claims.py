@@ -10,12 +10,14 @@ order.
 
 import random
 
+import numpy as np
 import pytest
 
 from shardpay.decode import DEPOSIT, DISPUTE, Deposit, Dispute, Withdrawal
 from shardpay.ledger import DUPLICATE
 from shardpay import reader as reader_module
-from shardpay.reader import Reader, columns_of
+from shardpay.columns import chunk_columns, shard_frames
+from shardpay.reader import _COUNT, FRAME_TAG, Reader, unpack_frame
 
 MODES = ["table", "bitmap", "table-then-bitmap"]
 
@@ -38,17 +40,20 @@ def claimed(reader):
 
 
 def claim(reader, block, shards=1):
-    """Claim ``block`` (rows in line order) split round-robin-by-client into
-    ``shards`` parts, as the reader does; return the block's kinds, in line order."""
-    parts = [columns_of([i for i, r in enumerate(block) if r.client % shards == s],
-                        [r for r in block if r.client % shards == s]) for s in range(shards)]
-    before = [tuple(col for j, col in enumerate(part) if j != 1) for part in parts]
-    reader._claim(parts)
-    assert [tuple(col for j, col in enumerate(part) if j != 1) for part in parts] == before  # only kinds change
-    kinds = [0] * len(block)
-    for lines, part_kinds, *_ in parts:
-        for line, kind in zip(lines, part_kinds):
-            kinds[line] = kind
+    """Claim ``block`` (rows in line order) as the reader does, then split it into
+    ``shards`` frames by ``client % shards``; return the block's kinds, in line
+    order, as the frames carry them."""
+    cols = chunk_columns(range(len(block)), block)
+    before = [col.copy() for j, col in enumerate(cols) if j != 1]
+    reader._claim(cols)
+    assert all(np.array_equal(a, b) for a, b in zip(before, (col for j, col in enumerate(cols) if j != 1)))
+    kinds = [None] * len(block)
+    shard_map = np.arange(65536) % shards
+    for frame in shard_frames(cols, shard_map.astype(np.uint8), shards, FRAME_TAG, _COUNT):
+        if frame is not None:
+            lines, part_kinds, *_ = unpack_frame(frame)
+            for line, kind in zip(lines, part_kinds):
+                kinds[line] = kind
     return kinds
 
 
