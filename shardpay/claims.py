@@ -40,14 +40,15 @@ _LOOSE = 8
 """Below this many ids still unplaced, a probe round finishes them one by one in
 Python (a numpy round costs ~10 µs whatever its size)."""
 _REHASH_SLOTS = 1 << 20
-CROWDED_ROUNDS = 256
+CROWDED_ROUNDS = 128
 """A chunk whose ids needed more probe rounds than this marks the table
 :attr:`~ClaimTable.crowded`: its ids met a run of taken slots far longer than
-random ids make (chunks of 2,400 random ids took 15 rounds on average, 44 at
-most in 3,000 chunks, up to half load; a run at half load passes ~90 about
-once in 10^7 probes). The reader then moves the claims to the BitMap, whose
-cost does not depend on the ids' pattern, so crafted ids that share a home
-cannot make every chunk slow (1,800 of them take ~1,800 rounds)."""
+random ids make (chunks of 2,400 random ids at 45-50% load: 24 rounds on
+average, 40 at the 99th percentile, 51 at most in 688 chunks). The reader
+then moves the claims to the BitMap for good, whose cost does not depend on
+the ids' pattern. So ids crafted to share homes cost at most ~128 rounds a
+chunk (~20 µs a round: ~1 µs an id, about twice the BitMap's) until they
+crowd the table, not a round per id of a growing cluster."""
 
 
 class ClaimTable:
@@ -113,7 +114,8 @@ class ClaimTable:
             reader marks the duplicate rows from them (SPEC "Transactions").
 
         Raises:
-            OverflowError: an id outside 0..2**32-1 (decode never lets one through).
+            OverflowError: an id outside 0..2**32-1, with numpy 2 (numpy 1.24-1.26
+                warns and wraps it); decode never lets one through.
         """
         chunk = np.array(txs, _U32)
         chunk.sort()
@@ -159,7 +161,7 @@ class ClaimTable:
 
         Each round gathers the slot of every key still unplaced: a key that
         finds itself is met; keys that find an empty slot all write to it and
-        read back, and the one whose write stayed (numpy's last) is placed;
+        read back, and the one whose write stayed (numpy keeps one of them) is placed;
         the rest step one slot on. Room for them all was made beforehand.
         """
         table, mask = self.table, (1 << self.bits) - 1

@@ -65,7 +65,9 @@ TABLE_CLAIMS = 1 << 25
 4 bytes a slot at most half full, so at most 256 MiB, and 384 while it
 doubles the last time). At a chunk that would pass it, or once the table is
 crowded (:data:`shardpay.claims.CROWDED_ROUNDS`), the ids move to the BitMap
-(~10 ns an id, once) and the claim stays there."""
+and the claim stays there for good. The move is sorted and bulk: at 2^25 ids
+a review measured 0.93 s (~28 ns an id) and ~260 MiB more for a moment (the
+sorted ids, their bytes and their ``array``)."""
 TABLE_ENTRY = 1 << 16
 """Table mode starts at a spread chunk only if the BitMap then holds at most this many
 ids and most of the chunk's ids are not above the largest one claimed (random
@@ -193,6 +195,7 @@ class Reader:
         self.claimed = BitMap()
         self.table: ClaimTable | None = None  # table mode's claims (then ``claimed`` is empty)
         self._max_claimed = -1
+        self._table_done = False  # table mode ended: it does not start again
         self.rows = 0
         self.invalid = 0
         self.bytes_read = 0
@@ -400,7 +403,8 @@ class Reader:
             old = set() if rising else set(new & self.claimed)
             suspects = old if len(new) == ids.size else _suspects(ids.tolist(), len(new), old)
             self.claimed |= new
-        elif len(self.claimed) <= TABLE_ENTRY and 2 * int((ids <= self._max_claimed).sum()) > ids.size:
+        elif (not self._table_done and len(self.claimed) <= TABLE_ENTRY
+              and 2 * int((ids <= self._max_claimed).sum()) > ids.size):
             # spread, early in the file, mostly below the largest claim: table mode from now on
             from .claims import ClaimTable
 
@@ -425,6 +429,7 @@ class Reader:
         if full or table.crowded:
             self.claimed = BitMap(array("I", table.ids().tobytes()))
             self.table = None
+            self._table_done = True  # for good: crafted ids would crowd a new table again
         if full:
             suspects, old = self._add_checked(txs.tolist())
         return suspects, old

@@ -197,6 +197,12 @@ def test_a_crowded_table_hands_the_claims_to_the_bitmap():
     assert reader.table is None and len(reader.claimed) == 200 + len(crafted)
     again = [Deposit(4, crafted[5], 1), Deposit(4, spread[150].tx, 1), Deposit(4, 12345, 1)]
     assert claim(reader, again) == [DEPOSIT + DUPLICATE, DEPOSIT + DUPLICATE, DEPOSIT]
+    # for good: a spread chunk, with few enough claims to enter table mode, stays
+    # in the BitMap (a new table would be crowded by the same ids again)
+    assert len(reader.claimed) <= reader_module.TABLE_ENTRY
+    later = [Deposit(5, rng.randrange(2**32), 1) for _ in range(100)] + [Deposit(5, spread[7].tx, 1)]
+    assert claim(reader, later) == [DEPOSIT] * 100 + [DEPOSIT + DUPLICATE]
+    assert reader.table is None
 
 
 def test_the_table_never_holds_more_than_table_claims(monkeypatch):
