@@ -19,9 +19,9 @@ consecutive and strided ids land far apart); a probe walks up from its home,
 wrapping, to the id or to the first empty slot. Ids are never removed. The
 table is at most half full: past that it doubles and every id is placed again.
 
-numpy is imported by this module only, and the reader imports this module
-only when a file's claims turn out spread, so a small file never pays numpy's
-import.
+The reader imports this module only when a file's claims turn out spread
+(numpy itself it loads when a :class:`~shardpay.reader.Reader` is made, for
+:mod:`shardpay.columns`).
 """
 
 from __future__ import annotations
