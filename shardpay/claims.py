@@ -31,6 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .columns import distinct_ids
+
 __all__ = ["CROWDED_ROUNDS", "ClaimTable"]
 
 _U32 = np.uint32
@@ -102,7 +104,7 @@ class ClaimTable:
         held = np.sort(self.table[self.table != 0])
         return np.concatenate((np.zeros(1, _U32), held)) if self.zero else held
 
-    def claim(self, txs: list[int]) -> tuple[set[int], set[int]]:
+    def claim(self, txs: Sequence[int] | np.ndarray) -> tuple[set[int], set[int]]:
         """Claim a chunk's ids; say which were met again.
 
         Args:
@@ -115,18 +117,9 @@ class ClaimTable:
             reader marks the duplicate rows from them (SPEC "Transactions").
 
         Raises:
-            OverflowError: an id outside 0..2**32-1, with numpy 2 (numpy 1.24-1.26
-                warns and wraps it); decode never lets one through.
+            OverflowError: as :func:`shardpay.columns.distinct_ids`.
         """
-        chunk = np.array(txs, _U32)
-        chunk.sort()
-        first = np.empty(chunk.size, bool)  # first occurrence of each id in sorted order
-        first[0] = True
-        np.not_equal(chunk[1:], chunk[:-1], out=first[1:])
-        repeated: set[int] = set()
-        if not first.all():
-            repeated = set(chunk[1:][~first[1:]].tolist())
-            chunk = chunk[first]
+        chunk, repeated = distinct_ids(txs)
         old: set[int] = set()
         if chunk[0] == 0:
             if self.zero:

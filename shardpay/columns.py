@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["ChunkColumns", "chunk_columns", "mark_duplicates", "shard_frames"]
+__all__ = ["ChunkColumns", "chunk_columns", "distinct_ids", "mark_duplicates", "shard_frames"]
 
 _KIND, _CLIENT, _TX, _AMOUNT = (attrgetter(name) for name in ("kind", "client", "tx", "amount"))
 _U8, _U32, _U64 = np.dtype(np.uint8), np.dtype(np.uint32), np.dtype(np.uint64)  # native
@@ -57,6 +57,24 @@ def chunk_columns(lines: Sequence[int], rows: Sequence) -> ChunkColumns:
         line_col = np.array(lines, _U64)
     return ChunkColumns(line_col, np.fromiter(map(_KIND, rows), _U8, n), np.fromiter(map(_CLIENT, rows), _U32, n),
                         np.fromiter(map(_TX, rows), _U32, n), np.fromiter(map(_AMOUNT, rows), _U64, n))
+
+
+def distinct_ids(ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, set[int]]:
+    """``(distinct, repeated)`` of ``ids`` (tx ids 0..2**32-1, any order): the ids
+    sorted, each once, as a new u32 array; and the ids that occur more than once.
+
+    Raises:
+        OverflowError: an id outside 0..2**32-1, with numpy 2 (numpy 1.24-1.26
+            warns and wraps it); decode never lets one through.
+    """
+    distinct = np.array(ids, _U32)
+    distinct.sort()
+    first = np.empty(distinct.size, bool)  # first occurrence of each id in sorted order
+    first[:1] = True
+    np.not_equal(distinct[1:], distinct[:-1], out=first[1:])
+    if first.all():
+        return distinct, set()
+    return distinct[first], set(distinct[1:][~first[1:]].tolist())
 
 
 def mark_duplicates(cols: ChunkColumns, money: np.ndarray, suspects: Collection[int], old: Collection[int],

@@ -77,7 +77,6 @@ MAX_LINE_BYTES = 1 << 20
 """A line longer than this is rejected (``invalid_row``) without being held in memory."""
 
 _BOM = b"\xef\xbb\xbf"
-"""Translation of a kinds column to a mask of its deposits and withdrawals (the rows that claim)."""
 
 
 def shard_of(workers: int) -> bytes:
@@ -401,7 +400,7 @@ class Reader:
         elif rising or hi - lo < ids.size << 6:  # rising, or clustered
             new = BitMap(array("I", ids.tobytes()))
             old = set() if rising else set(new & self.claimed)
-            suspects = old if len(new) == ids.size else _suspects(ids.tolist(), len(new), old)
+            suspects = old if len(new) == ids.size else old | self._columns.distinct_ids(ids)[1]
             self.claimed |= new
         elif (not self._table_done and len(self.claimed) <= TABLE_ENTRY
               and 2 * int((ids <= self._max_claimed).sum()) > ids.size):
@@ -465,12 +464,6 @@ class Reader:
         else:  # one pass over the chunk
             times_in_chunk = Counter(compress(txs, map(times_met.__contains__, txs)))
         return set(times_met), {tx for tx, n in times_met.items() if n == times_in_chunk[tx]}
-
-
-def _suspects(txs: list[int], distinct: int, old: set[int]) -> set[int]:
-    """The ids of a chunk met again: ``old`` (claimed before the chunk) and every id
-    repeated inside ``txs``; ``distinct`` is how many different ids ``txs`` holds."""
-    return old if distinct == len(txs) else old | {tx for tx, n in Counter(txs).items() if n > 1}
 
 
 def run_reader(
