@@ -12,7 +12,7 @@ committed; deterministic by ``--seed``), then runs, ``--repeat`` times and
 alternating so machine noise hits every command alike:
 
 * the floor: ``wc -l FILE``;
-* the reference: ``python -m shardpay.model FILE``, a plain single-process
+* the reference: ``python -m shardpay.testing.model FILE``, a plain single-process
   implementation of SPEC (csv module, dicts, int money);
 * ``shardpay FILE --workers N --quiet --stats ...`` for every N.
 
@@ -45,16 +45,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from shardpay.testing.generate import parse_count
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 RESULTS = HERE / "results"
 REFERENCE = "reference model"
-
-
-def parse_count(text: str) -> int:
-    text = text.strip().upper()
-    mult = {"K": 1_000, "M": 1_000_000}.get(text[-1:], 1)
-    return int(float(text.rstrip("KM")) * mult)
 
 
 def data_file(rows: int, scenario: str, seed: int, data: Path = DATA) -> Path:
@@ -64,15 +60,15 @@ def data_file(rows: int, scenario: str, seed: int, data: Path = DATA) -> Path:
     if not path.exists():
         print(f"generating {path.name} ...", file=sys.stderr, flush=True)
         tmp = path.with_suffix(".tmp")
-        subprocess.run([sys.executable, "-m", "shardpay.generate", str(rows), str(tmp), "--seed", str(seed),
+        subprocess.run([sys.executable, "-m", "shardpay.testing.generate", str(rows), str(tmp), "--seed", str(seed),
                         "--scenario", scenario], check=True)
         tmp.rename(path)
     return path
 
 
 def reference_cmd(path: Path) -> list[str]:
-    """The plain single-process implementation of SPEC on ``path`` (``shardpay.model``)."""
-    return [sys.executable, "-m", "shardpay.model", str(path)]
+    """The plain single-process implementation of SPEC on ``path`` (``shardpay.testing.model``)."""
+    return [sys.executable, "-m", "shardpay.testing.model", str(path)]
 
 
 def shardpay_exe() -> str:

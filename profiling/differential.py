@@ -5,10 +5,10 @@ Usage::
     python profiling/differential.py [--rows 1M] [--seed 7] [--scenario messy] [--clients 2000]
                                      [--workers 1,2,4] [--keep]
 
-Generates ``--rows`` rows with :mod:`shardpay.generate` (default: 1,000,000
+Generates ``--rows`` rows with :mod:`shardpay.testing.generate` (default: 1,000,000
 ``messy`` rows, about 5% of them odd or invalid: whitespace, CRLF, quotes,
 three-field rows, empty lines, bad types, ids and amounts, non-UTF-8 bytes,
-duplicate ids), runs :func:`shardpay.model.run` once and the installed
+duplicate ids), runs :func:`shardpay.testing.model.run` once and the installed
 ``shardpay`` CLI once per worker count (``--rejects`` to a file), and compares
 the output byte for byte and every rejected ``(line, reason)``. Prints one
 line per run and a verdict; exits 1 on any difference, printing the first
@@ -31,8 +31,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from shardpay import model  # noqa: E402
-from shardpay.generate import SCENARIOS, generate, parse_count  # noqa: E402
+from shardpay.testing import model  # noqa: E402
+from shardpay.testing.generate import SCENARIOS, generate, parse_count  # noqa: E402
 
 
 def _cli() -> list[str]:

@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="with --slow-path: runs of each case (default 3)")
     args = p.parse_args(argv)
     if args.slow_path:
-        from shardpay.generate import parse_count
+        from shardpay.testing.generate import parse_count
 
         return slow_path(parse_count(args.slow_path), args.workers, parse_count(args.per_kind), args.repeat)
     faults = args.faults.split(",")
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown fault {f!r}")
     src = args.input
     if src is None:
-        from shardpay.generate import generate, parse_count
+        from shardpay.testing.generate import generate, parse_count
 
         DATA.mkdir(parents=True, exist_ok=True)
         src = DATA / f"faults-uniform-{args.rows}.csv"

@@ -42,8 +42,8 @@ import time
 NULL_LEDGER = '''
 class Ledger:
     SETTLED = WITHDRAWN = DISPUTED = CHARGED_BACK = 0
-    def __init__(self): self.rejects = []
-    def apply(self, *columns): return 0
+    def apply_frame(self, frame): return 0
+    def take_rejects(self): return b""
     def snapshot(self): return ()
 '''
 
@@ -64,7 +64,9 @@ def dump_frames(path: str, workers: int, shard: int, out: str) -> int:
 def child(frames_path: str, module_path: str) -> None:
     """Apply the frames with ``module_path``'s Ledger; print one JSON line of figures."""
     gc.disable()  # as in the worker process
-    from shardpay.reader import unpack_frame
+    from array import array
+
+    from shardpay.frames import frame_rows
 
     # named inside the package, so a copy of ledger.py keeps its relative imports
     spec = importlib.util.spec_from_file_location("shardpay._ledger_variant", module_path)
@@ -79,15 +81,14 @@ def child(frames_path: str, module_path: str) -> None:
     rows, apply_s = 0, 0.0
     cpu0 = time.process_time()
     for frame in frames:
-        columns = unpack_frame(frame)
-        rows += len(columns[0])
+        rows += frame_rows(frame)
         t0 = time.perf_counter()
-        ledger.apply(*columns)
+        ledger.apply_frame(frame)
         apply_s += time.perf_counter() - t0
+        ints = array("q", ledger.take_rejects())
+        records = [tuple(ints[i : i + 7]) for i in range(0, len(ints), 7)]
         # aux is a stored state for reasons 5-7 (not_disputable, already_disputed, not_disputed)
-        digest.update(repr([r[:6] + ((states[r[6]] if r[1] in (5, 6, 7) else r[6]),)
-                            for r in ledger.rejects]).encode())
-        ledger.rejects = []
+        digest.update(repr([r[:6] + ((states[r[6]] if r[1] in (5, 6, 7) else r[6]),) for r in records]).encode())
     cpu = time.process_time() - cpu0
     digest.update(repr(ledger.snapshot()).encode())
     print(json.dumps({"rows": rows, "apply_ns": apply_s / rows * 1e9, "cpu_ns": cpu / rows * 1e9,

@@ -1,7 +1,7 @@
 """shardpay: exact, multi-core payment-transaction batch engine.
 
 CSV transactions (deposit, withdrawal, dispute, resolve, chargeback) in,
-one balance row per client account out. See ``SPEC.md`` for the contract and
+one balance row per client account out. See ``docs/semantics.md`` for the contract and
 :mod:`shardpay.engine` for the process architecture.
 
 The public API::
@@ -10,7 +10,7 @@ The public API::
     shardpay.Engine(workers=N)                   context manager: feed / snapshot / rejects / close
         both take backend="local" (default) or "ray" (shards as Ray actors), ray_address=
     shardpay.Account                             client, available, held, total, locked
-    shardpay.RejectRow                           line, type, client, tx, amount, reason, detail
+    shardpay.Reject                              line, type, client, tx, amount, reason, detail
     shardpay.ShardpayError and its subclasses    (shardpay.errors)
 """
 
@@ -28,19 +28,19 @@ if TYPE_CHECKING:  # pragma: no cover
         ShardpayError,
         StrictReject,
     )
-    from .rejects import RejectRow
+    from .rejects import Reject
 
 # The names are loaded on first use (PEP 562), not at ``import shardpay``:
 # the console script imports this package before ``shardpay.cli.main`` can
 # install its signal handlers, and importing the engine builds msgspec
-# decoders (~90 ms). A Ctrl-C in there was a KeyboardInterrupt traceback, now
-# and then a SIGSEGV inside msgspec, or a lost signal; main() imports the
-# engine with the signals held instead.
+# decoders (~90 ms). A Ctrl-C in there would be a KeyboardInterrupt
+# traceback, at times a SIGSEGV inside msgspec, or a lost signal; main()
+# imports the engine with the signals held.
 _LAZY = {
     **dict.fromkeys(("Account", "Engine", "RunResult", "default_workers", "process", "run"), "engine"),
     **dict.fromkeys(("BackendError", "InputError", "Interrupted", "OutputError", "ProcessDied", "RingError", "ShardpayError",
                      "StrictReject"), "errors"),
-    "RejectRow": "rejects",
+    "Reject": "rejects",
 }
 
 
@@ -67,7 +67,7 @@ __all__ = [
     "Interrupted",
     "OutputError",
     "ProcessDied",
-    "RejectRow",
+    "Reject",
     "RingError",
     "RunResult",
     "ShardpayError",

@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any
 
 from .errors import Interrupted, OutputError, ShardpayError
+from .options import add_backend_options, add_workers_option, check_backend_options
 
 __all__ = ["Options", "main", "parse_args"]
 
@@ -49,34 +50,6 @@ class Options:
     ray_address: str | None = None
 
 
-def _workers(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= n <= 256:
-        raise argparse.ArgumentTypeError(f"{n} is outside 1..256")
-    return n
-
-
-def add_backend_options(p: argparse.ArgumentParser) -> None:
-    """``--backend`` and ``--ray-address`` (``shardpay FILE`` and ``shardpay serve``)."""
-    from .engine import BACKENDS
-
-    p.add_argument("--backend", choices=BACKENDS, default="local",
-                   help=("where the shards run: local worker processes (the default), or Ray actors "
-                         "(needs: pip install 'shardpay[ray]'); the output is the same"))
-    p.add_argument("--ray-address", metavar="ADDR",
-                   help=("with --backend ray: the Ray cluster to join (ray start --head prints it); "
-                         "without it a local Ray instance is started"))
-
-
-def check_backend_options(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
-    """Usage error (exit 2) for ``--ray-address`` without ``--backend ray``."""
-    if a.ray_address is not None and a.backend != "ray":
-        p.error("--ray-address needs --backend ray")
-
-
 def parse_args(argv: list[str] | None = None) -> Options:
     """Parse the command line; argparse exits with code 2 on a usage error."""
     from .engine import default_workers
@@ -95,7 +68,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
             "  shardpay tx.csv --workers 4 -o accounts.csv --rejects rejects.csv\n"
             "  shardpay tx.csv --backend ray --ray-address HOST:6379 --workers 32\n"
             "  gunzip -c tx.csv.gz | shardpay - --quiet > accounts.csv\n"
-            "  shardpay serve --journal tx.journal.csv   # a TCP server (see: shardpay serve --help)\n\n"
+            "  shardpay serve --journal tx.journal.csv   # a TCP server (see: shardpay serve --help)\n"
+            "  shardpay generate 1M tx.csv --seed 1      # a test input (see: shardpay generate --help)\n\n"
             "Rejected rows do not stop the run: the first 20 are logged to stderr as\n"
             "'line N: REASON: detail' and counted in the summary. Exit codes: 0 done,\n"
             "1 fatal error, 2 usage error, 130 interrupted (SIGINT), 143 terminated (SIGTERM)."
@@ -104,9 +78,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     )
     p.add_argument("input", metavar="FILE", nargs="?", default="-",
                    help="transactions CSV to read, or - for standard input (the default); piped input is streamed")
-    p.add_argument("-w", "--workers", type=_workers, default=None, metavar="N",
-                   help=("worker processes (shards). Default: usable CPUs minus one, since the reader process "
-                         f"needs a core too, but 2 on a 2-CPU machine (here: {default_workers()})"))
+    add_workers_option(p, default_workers())
     p.add_argument("-o", "--output", metavar="OUT",
                    help="write accounts to OUT instead of stdout; written atomically, never half-written")
     p.add_argument("--rejects", metavar="FILE",
@@ -179,7 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["serve"]:  # `shardpay serve ...`: the TCP server (its own parser and signals)
         from .serve import main as serve_main
 
-        return serve_main(list(args[1:]))
+        try:
+            return serve_main(list(args[1:]))
+        except ShardpayError as err:
+            _error(str(err))
+            return err.exit_code
+    if args[:1] == ["generate"]:  # `shardpay generate ...`: a deterministic test input
+        from .testing.generate import main as generate_main
+
+        return generate_main(list(args[1:]))
     _received.clear()
     old = {s: signal.signal(s, _on_signal) for s in _RUN_SIGNALS}
     old_hook, sys.unraisablehook = sys.unraisablehook, _unraisable_hook(sys.unraisablehook)
@@ -279,7 +259,7 @@ def _console() -> Any:
 def _main(opts: Options) -> int:
     from .engine import process
     from .proc import signals_held
-    from .report import PendingOutputs, finish_stats, print_summary, write_accounts, write_rejects, write_stats
+    from .report import PendingOutputs, print_summary, write_accounts, write_rejects, write_stats
 
     console = _console()
     show = not opts.quiet
@@ -290,7 +270,7 @@ def _main(opts: Options) -> int:
     finally:
         progress.stop()
     with result, PendingOutputs() as pending:
-        stats = finish_stats(result.stats)
+        stats = result.stats
         shown = []
         if show and result.reject_counts:
             shown = list(itertools.islice(result.rejects(), LOGGED_REJECTS))
@@ -326,8 +306,7 @@ class _Progress:
     """The engine's progress callback: checks for signals, and drives the bar if there is one.
 
     The bar starts at the first tick, after the children are forked: forking
-    after rich's refresh thread has started can deadlock a child
-    (ENGINE-NOTES.md). The thread is started with the run's signals held, so
+    after rich's refresh thread has started can deadlock a child. The thread is started with the run's signals held, so
     it never takes one: a signal always reaches the main thread.
 
     Args:

@@ -29,37 +29,28 @@ import re
 from collections.abc import Sequence
 from itertools import accumulate, compress, repeat
 from operator import add, is_not, not_
-from typing import Annotated, ClassVar, NamedTuple, Union
+from typing import Annotated, ClassVar, Union
 
 import msgspec
 
+from .codes import CHARGEBACK, DEPOSIT, DISPUTE, KIND_NAMES, RESOLVE, WITHDRAWAL
 from .errors import InputError
-from .money import parse_amount
+from .money import clip, parse_amount
+from .rejects import Reject
 
 __all__ = [
-    "CHARGEBACK",
-    "DEPOSIT",
-    "DISPUTE",
-    "KIND_NAMES",
-    "RESOLVE",
-    "WITHDRAWAL",
-    "Block",
     "Chargeback",
     "Deposit",
     "Dispute",
-    "Reject",
     "Resolve",
     "Row",
     "Withdrawal",
-    "decode_block",
     "decode_chunk",
     "decode_line",
     "parse_header",
+    "split_fields",
 ]
 
-DEPOSIT, WITHDRAWAL, DISPUTE, RESOLVE, CHARGEBACK = range(5)
-"""Row kind codes, as carried in ring frames."""
-KIND_NAMES = ("deposit", "withdrawal", "dispute", "resolve", "chargeback")
 _KIND_OF = {name: code for code, name in enumerate(KIND_NAMES)}
 
 _Client = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -135,28 +126,6 @@ _FAST_DECODER = msgspec.json.Decoder(
     list[Union[_FastDeposit, _FastWithdrawal, Dispute, Resolve, Chargeback]], strict=False
 )
 
-
-class Reject(NamedTuple):
-    """A rejected row: data, not an exception (SPEC "Transactions").
-
-    Attributes:
-        line: physical line number in the input, 1-based.
-        reason: a SPEC reason code, e.g. ``"invalid_row"``.
-        detail: what was wrong, e.g. ``"client '70000' is not an integer 0..65535"``.
-        fields: the row's fields as text (type, client, tx, amount), as read.
-    """
-
-    line: int
-    reason: str
-    detail: str
-    fields: tuple[str, str, str, str]
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.reason}: {self.detail}"
-
-
-Block = tuple[int, list]
-"""``(first_line, rows)``: decoded rows of consecutive lines, ``rows[i]`` on line ``first_line + i``."""
 
 # --- the guard ------------------------------------------------------------
 # The skeleton of a block: digits and lowercase letters other than 'e' are
@@ -357,23 +326,6 @@ def _decode_lines(raws: list[bytes], where: Sequence[int], slots: list, first_li
             i0 = last
 
 
-def decode_block(block: bytes, first_line: int) -> tuple[list[Block], list[Reject]]:
-    """:func:`decode_chunk` with the rows grouped in runs of consecutive lines.
-
-    Returns:
-        ``(blocks, rejects)``: :data:`Block` runs in line order, and the
-        invalid rows in line order.
-    """
-    lines, rows, rejects = decode_chunk(block, first_line)
-    blocks: list[Block] = []
-    for line, row in zip(lines, rows):
-        if blocks and blocks[-1][0] + len(blocks[-1][1]) == line:
-            blocks[-1][1].append(row)
-        else:
-            blocks.append((line, [row]))
-    return blocks, rejects
-
-
 _DIGITS = re.compile(r"[0-9]+")
 # Whitespace around a quoted field is ignored (SPEC): drop it before the csv module sees it.
 _SPACE_AROUND_QUOTES = re.compile(r'"\s+(?=,|$)|(?:(?<=,)|^)\s+(?=")')
@@ -432,10 +384,10 @@ def decode_line(raw: bytes, line: int) -> Row | Reject | None:
         return _invalid(line, f"type {type_!r} is not one of {_TYPE_LIST}", fields)
     client_id = _plain_int(client, 65535)
     if client_id is None:
-        return _invalid(line, f"client {_clip(client)!r} is not an integer 0..65535", fields)
+        return _invalid(line, f"client {clip(client)!r} is not an integer 0..65535", fields)
     tx_id = _plain_int(tx, 2**32 - 1)
     if tx_id is None:
-        return _invalid(line, f"tx {_clip(tx)!r} is not an integer 0..4294967295", fields)
+        return _invalid(line, f"tx {clip(tx)!r} is not an integer 0..4294967295", fields)
     if kind <= WITHDRAWAL:
         try:
             units = parse_amount(amount)
@@ -456,11 +408,6 @@ def _plain_int(text: str, limit: int) -> int | None:
     return value if value <= limit else None
 
 
-def _clip(text: str, width: int = 40) -> str:
-    """Shorten a field for a message: a reject detail stays one readable line."""
-    return text if len(text) <= width else text[: width - 3] + "..."
-
-
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
 _HAS_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -476,7 +423,7 @@ def _invalid(line: int, detail: str, fields: list[str]) -> Reject:
     # Control characters (a stray CR, NUL) are shown escaped: the rejects CSV stays one line a row.
     if _HAS_CONTROL.search(f[0]) or _HAS_CONTROL.search(f[1]) or _HAS_CONTROL.search(f[2]) or _HAS_CONTROL.search(f[3]):
         f = tuple(x.translate(_CONTROL) for x in f)
-    return Reject(line, "invalid_row", detail, f)
+    return Reject(line, *f, "invalid_row", detail)
 
 
 def parse_header(raw: bytes) -> bool:

@@ -1,4 +1,4 @@
-"""The engine: process lifetimes, watching, and the merge.
+"""The engine: one input stream through the reader, the shards and the merge.
 
 ::
 
@@ -23,24 +23,25 @@
                        +-------------------------------------------+
 
 **Reader.** The only process that reads the input. It decodes whole-line
-chunks (:mod:`shardpay.decode`), enforces the global tx-id claim, and sends
-each shard's rows of a chunk as one frame on that shard's ring
-(:mod:`shardpay.reader`). Invalid rows are spooled as rejects.
+chunks (:mod:`shardpay.decode`), enforces the global tx-id claim
+(:mod:`shardpay.claims`), and sends each shard's rows of a chunk as one frame
+(:mod:`shardpay.frames`) on that shard's ring (:mod:`shardpay.reader`).
+Invalid rows are spooled as rejects (:mod:`shardpay.rejects`).
 
 **Workers.** One per shard; a client belongs to exactly one shard, so each
 worker applies its clients' rows in file order to its own
 :class:`~shardpay.ledger.Ledger` and needs no other state. At the end of the
 stream it sends its accounts and figures back.
 
-**Parent.** Creates the rings and semaphores before any child starts (so
-every child shares the parent's resource tracker), starts the workers and the
-reader (``fork``: no re-import, a 10-row file runs in a fraction of a second),
-and waits on every child's result pipe and ``Process.sentinel``: a child that
-dies is noticed at once, the others are stopped, and the run fails with
-:class:`~shardpay.errors.ProcessDied`. Every ring is unlinked on every exit
-path. The merge sorts accounts by client and merges rejects by line, so the
-report is byte-identical for every worker count, and checks that every row
-read is accounted for (accepted + rejected = read).
+**Parent.** Starts the processes of a run and watches them
+(:mod:`shardpay.local`; the shards can run as Ray actors instead,
+:mod:`shardpay.ray_backend`, behind the same :class:`~shardpay.session.Session`).
+The merge (:mod:`shardpay.result`) sorts accounts by client and merges
+rejects by line, so the report is byte-identical for every worker count, and
+checks that every row read is accounted for (accepted + rejected = read).
+
+This module is the public API: :func:`run` (one input, one call),
+:class:`Engine` (fed with bytes, for services), :func:`default_workers`.
 
 **Faults.** What each failure leaves behind, by design:
 
@@ -67,30 +68,20 @@ read is accounted for (accepted + rejected = read).
 
 from __future__ import annotations
 
-import multiprocessing
-import multiprocessing.connection
 import os
-import signal
+import stat
+import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from multiprocessing import resource_tracker
-from typing import IO, Any, BinaryIO
+from collections.abc import Callable
+from typing import BinaryIO
 
-from .errors import InputError, ProcessDied, RingError, StrictReject
-from .proc import HELD_SIGNALS, child_main, cpu_seconds, peak_rss_bytes, signals_held
-from .reader import run_reader
-from .rejects import RejectRow, close_spools, merge, open_spools
-from .ring import Ring, segment_name, sweep_stale_segments
-from .worker import run_worker
+from .errors import InputError, StrictReject
+from .proc import cpu_seconds
+from .rejects import Reject, close_spools, merge, read_spool
+from .result import Account, RunResult, merge_results, merge_snapshots
+from .session import BACKENDS, Session
 
-__all__ = ["Account", "Engine", "RunResult", "WATCH_SECONDS", "default_workers", "process", "run"]
-
-WATCH_SECONDS = 0.1
-"""How often the parent wakes to refresh progress; a child's death wakes it at once."""
-STOP_SECONDS = 1.0
-"""How long a child gets to exit after SIGTERM before SIGKILL."""
+__all__ = ["Engine", "default_workers", "process", "run"]
 
 
 def default_workers() -> int:
@@ -110,70 +101,6 @@ def default_workers() -> int:
     return min(cpus, max(2, cpus - 1))
 
 
-@dataclass(frozen=True, slots=True)
-class Account:
-    """One client account (SPEC "Accounts"); amounts are ints in 1/10,000 units."""
-
-    client: int
-    available: int
-    held: int
-    locked: bool
-
-    @property
-    def total(self) -> int:
-        """``available + held`` in 1/10,000 units."""
-        return self.available + self.held
-
-    def csv_line(self) -> str:
-        """The account's output row, ``client,available,held,total,locked`` (SPEC "Output")."""
-        from .report import account_line
-
-        return account_line(self.client, self.available, self.held, self.locked)
-
-
-@dataclass
-class RunResult:
-    """What a finished run produced. Use as a context manager: it owns temp files.
-
-    Attributes:
-        accounts: ``(clients, available, held, locked)`` sequences sorted by
-            client, amounts in 1/10,000 units.
-        reject_counts: reason code -> number of rows rejected for it.
-        stats: the run's figures (see :func:`shardpay.report.stats_dict`).
-    """
-
-    accounts: tuple[list[int], list[int], list[int], list[bool]]
-    reject_counts: dict[str, int]
-    stats: dict[str, Any]
-    _spools: list[IO[bytes]] = field(repr=False, default_factory=list)
-    """The reader's spool, then one per worker: unnamed temporary files."""
-
-    def account_list(self) -> list[Account]:
-        """The accounts as :class:`Account` records, sorted by client."""
-        return [Account(*a) for a in zip(*self.accounts)]
-
-    def rejects(self) -> Iterator[RejectRow]:
-        """Every rejected row in line order, streamed from the spools.
-
-        Each call reads the spools afresh (through ``/proc/self/fd``: they have
-        no name), so it may be called again; not after :meth:`close`.
-        """
-        if not self._spools:
-            return iter(())
-        paths = [f"/proc/self/fd/{f.fileno()}" for f in self._spools]
-        return merge(paths[0], paths[1:])
-
-    def close(self) -> None:
-        """Free the temporary reject spools."""
-        close_spools(self._spools)
-
-    def __enter__(self) -> RunResult:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 def _open_input(source: str | os.PathLike | BinaryIO) -> tuple[BinaryIO, int | None, bool]:
     """Open the input; return (binary stream, size if a regular file, owned)."""
     if not isinstance(source, (str, os.PathLike)):
@@ -186,8 +113,6 @@ def _open_input(source: str | os.PathLike | BinaryIO) -> tuple[BinaryIO, int | N
         return stream, size, False
     path = os.fspath(source)
     if path == "-":
-        import sys
-
         # The reader gets its own descriptor: multiprocessing closes sys.stdin in children.
         stream = open(os.dup(sys.stdin.fileno()), "rb", buffering=0)
         st = os.fstat(stream.fileno())
@@ -208,14 +133,7 @@ def _open_input(source: str | os.PathLike | BinaryIO) -> tuple[BinaryIO, int | N
 
 
 def _is_regular(mode: int) -> bool:
-    import stat
-
     return stat.S_ISREG(mode)
-
-
-BACKENDS = ("local", "ray")
-"""How shards run: ``local`` worker processes fed over shared-memory rings (the
-default, base install), or ``ray`` actors (:mod:`shardpay.ray_backend`)."""
 
 
 def _check_backend(backend: str, ray_address: str | None) -> None:
@@ -227,12 +145,8 @@ def _check_backend(backend: str, ray_address: str | None) -> None:
 
 
 def _open_session(backend: str, workers: int, strict: bool, stream: BinaryIO | None,
-                  ray_address: str | None) -> Any:
+                  ray_address: str | None) -> Session:
     """Start the shards and the reader of one run; ``stream`` None means fed by an :class:`Engine`.
-
-    Both session kinds share one interface: ``workers``, ``spools`` (reader's,
-    then each shard's), ``progress`` (bytes, rows read), ``feed(data)``,
-    ``mark(token)``, ``end()``, ``wait(tick)``, ``close()``.
 
     Raises:
         ValueError: unknown backend, or ``ray_address`` without the ray backend.
@@ -240,128 +154,12 @@ def _open_session(backend: str, workers: int, strict: bool, stream: BinaryIO | N
     """
     _check_backend(backend, ray_address)
     if backend == "local":
-        return _Session(workers, strict, stream)
+        from .local import LocalSession
+
+        return LocalSession(workers, strict, stream)
     from .ray_backend import RaySession
 
     return RaySession(workers, strict, stream, address=ray_address)
-
-
-class _Session:
-    """The processes of one local engine run: a ring and a worker per shard, and the reader.
-
-    Set-up (spools, rings, forks) and clean-up run with SIGINT/SIGTERM/SIGHUP
-    held, so an interrupt never lands between creating a segment and
-    recording it. :meth:`close` stops every child still running and unlinks
-    every ring, whatever happened before.
-
-    Args:
-        workers: shards, >= 1.
-        strict: ``--strict``.
-        stream: the input, read by the reader process; None: fed through
-            :meth:`feed` (an :class:`Engine`), over one more ring.
-    """
-
-    def __init__(self, workers: int, strict: bool, stream: BinaryIO | None) -> None:
-        self.workers = workers
-        self.ctx = multiprocessing.get_context("fork")
-        self.rings: list[Ring] = []
-        self.spools: list[IO[bytes]] = []  # reader's, then each worker's
-        self.children: list[tuple[str, Any, Any]] = []  # (name, process, result connection)
-        self.done: dict[str, dict] = {}  # final figures received so far
-        self.ok = False
-        sweep_stale_segments()
-        # Start the resource tracker before holding signals: when it starts it
-        # unblocks SIGINT and SIGTERM (CPython's resource_tracker.ensure_running
-        # does SIG_UNBLOCK, not a restore), which would end the hold below and
-        # let forked children run the parent's handlers.
-        resource_tracker.ensure_running()
-        try:
-            self._start(workers, strict, stream)
-        except BaseException:  # what was made so far is recorded in self: remove it
-            self.close()
-            raise
-        if stream is None:
-            self._input = self.rings[-1]
-            reader = next(p for name, p, _ in self.children if name == "reader")
-            self._input.alive = reader.is_alive
-
-    def _start(self, workers: int, strict: bool, stream: BinaryIO | None) -> None:
-        with signals_held():  # every resource below is recorded before a signal can end the run
-            open_spools(self.spools, workers + 1)
-            token = os.urandom(4).hex()
-            for i in range(workers + (stream is None)):
-                try:
-                    self.rings.append(Ring(self.ctx, segment_name(i, token)))
-                except OSError as err:
-                    raise RingError(f"cannot create shared memory for ring {i}: {err.strerror or err}") from None
-            signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)  # again, had the tracker been restarted
-            rings = self.rings[:workers]
-            self.stop = self.ctx.Event()
-            self.progress = self.ctx.Array("q", 2, lock=False)  # bytes, rows read (the reader writes)
-            parent_pid = os.getpid()
-
-            def alive() -> bool:
-                return os.getppid() == parent_pid
-
-            def start(name: str, proc_name: str, body: Callable[[Any], dict]) -> None:
-                recv, send = self.ctx.Pipe(duplex=False)
-                children = self.children
-
-                def main() -> None:
-                    # Close the read ends of the result pipes inherited at fork (ours and
-                    # earlier siblings'): with the parent gone, a send then fails at once
-                    # instead of filling a pipe that nobody reads.
-                    recv.close()
-                    for _, _, conn in children:
-                        conn.close()
-                    for r in self.rings:
-                        r.alive = alive
-                    child_main(send, lambda: body(send), name=proc_name, parent_pid=parent_pid)
-
-                p = self.ctx.Process(target=main, name=f"shardpay-{name}", daemon=True)
-                p.start()
-                send.close()
-                children.append((name, p, recv))
-
-            for i in range(workers):
-                start(f"worker {i}", f"sp-worker-{i}",
-                      lambda conn, i=i: run_worker(i, rings[i], self.spools[i + 1].fileno(), self.stop, strict, conn))
-            source = self.rings[workers] if stream is None else None
-            start("reader", "sp-reader",
-                  lambda conn: run_reader(stream, rings, self.spools[0].fileno(), self.stop, strict, self.progress,
-                                          alive=alive, source=source, conn=conn))
-
-    def wait(self, tick: Callable[[], None]) -> dict[str, dict]:
-        """Every child's final figures, by name (``"reader"``, ``"worker 0"``, ...)."""
-        results = _watch(self.children, tick, done=self.done)
-        self.ok = True
-        return results
-
-    def feed(self, data: bytes) -> None:
-        """Hand input bytes to the reader process (fed sessions); blocks while its ring is full."""
-        try:
-            self._input.send(b"D" + bytes(data))
-        except RingError:
-            self.wait(lambda: None)  # raises the child's own error if it has one
-            raise
-
-    def mark(self, token: int) -> dict[str, dict]:
-        """Pass mark ``token`` through every ring; every child's answer to it, by name (see :meth:`Engine.snapshot`)."""
-        self._input.send(b"M" + token.to_bytes(8, "little"))
-        return _watch(self.children, lambda: None, mark=token, done=self.done)
-
-    def end(self) -> None:
-        """End a fed session's input (a last row without LF counts)."""
-        self._input.send_eos()
-
-    def close(self) -> None:
-        """Stop every child still running; unlink every ring; free spools if the run failed."""
-        with signals_held():  # clean up all of it, even if a second signal comes
-            _stop_children(self.children)
-            for ring in self.rings:
-                ring.unlink()
-            if not self.ok:
-                close_spools(self.spools)
 
 
 def run(
@@ -380,7 +178,7 @@ def run(
             file descriptor (it is read by the reader process).
         workers: shards (worker processes), >= 1; default :func:`default_workers`.
         strict: stop at the first rejected row and raise :class:`StrictReject`.
-        progress: called about every :data:`WATCH_SECONDS` with
+        progress: called every few tenths of a second with
             ``(bytes read, input size or None, rows read)``.
         backend: ``"local"`` (worker processes, shared-memory rings) or
             ``"ray"`` (shard actors; needs ``pip install 'shardpay[ray]'``).
@@ -408,7 +206,7 @@ def run(
     session = None
     try:
         session = _open_session(backend, workers, strict, stream, ray_address)
-        if owned and isinstance(session, _Session):
+        if owned and backend == "local":
             stream.close()  # the reader process has its own copy
         read = session.progress
         results = session.wait(lambda: progress(read[0], size, read[1]) if progress else None)
@@ -426,21 +224,14 @@ process = run
 """The one-call form: ``shardpay.process(path_or_stream, workers=N)`` (see :func:`run`)."""
 
 
-def _finish(session: Any, results: dict[str, dict], strict: bool, t_start: float,
+def _finish(session: Session, results: dict[str, dict], strict: bool, t_start: float,
             cpu_start: float) -> RunResult:
     """Merge a finished session's results; raise StrictReject if asked to."""
     try:
-        result = _merge(results, session.workers, session.spools)
+        result = merge_results(results, session.workers, session.spools, t_start, cpu_start)
     except BaseException:
         close_spools(session.spools)
         raise
-    parent_cpu = cpu_seconds() - cpu_start
-    if results["reader"]["pid"] == os.getpid():  # the reader ran in this process (ray backend)
-        parent_cpu = max(0.0, parent_cpu - results["reader"]["cpu_seconds"])
-    result.stats.update(
-        wall_seconds=time.perf_counter() - t_start,
-        parent={"pid": os.getpid(), "cpu_seconds": parent_cpu, "peak_rss_bytes": peak_rss_bytes()},
-    )
     if strict and result.reject_counts:
         first = next(iter(result.rejects()))
         result.close()
@@ -457,7 +248,7 @@ class Engine:
             engine.feed(b"type,client,tx,amount\\ndeposit,1,1,1.5\\ndepo")
             engine.feed(b"sit,2,2,3\\n")           # a row may span two feeds
             accounts = engine.snapshot()           # list[Account], 1/10,000 units
-            rejected = engine.rejects()            # list[RejectRow] so far
+            rejected = engine.rejects()            # list[Reject] so far
         result = engine.result                     # RunResult of the whole stream
 
     The same reader, rings, workers and merge as :func:`run`; the parent
@@ -490,7 +281,7 @@ class Engine:
         self.backend = backend
         self.ray_address = ray_address
         self.result: RunResult | None = None
-        self._session: _Session | None = None
+        self._session: Session | None = None
         self._token = 0
         self._t_start = time.perf_counter()
         self._cpu_start = cpu_seconds()
@@ -511,7 +302,7 @@ class Engine:
             return
         self._session = _open_session(self.backend, self.workers, self.strict, None, self.ray_address)
 
-    def _live(self) -> Any:
+    def _live(self) -> Session:
         if self._session is None:
             raise RuntimeError("the engine is not running: use it as a context manager or call start()")
         return self._session
@@ -541,36 +332,32 @@ class Engine:
         workers stop only to copy their accounts.
         """
         answers = self._mark()
-        accounts = _merge_snapshots([answers[f"worker {i}"] for i in range(self.workers)])
+        accounts = merge_snapshots([answers[f"worker {i}"] for i in range(self.workers)])
         return [Account(*a) for a in zip(*accounts)]
 
-    def rejects(self) -> list[RejectRow]:
+    def rejects(self) -> list[Reject]:
         """Every row rejected so far, in line order (complete rows fed so far)."""
         self._mark()
-        spools = self._live().spools
-        paths = [f"/proc/self/fd/{f.fileno()}" for f in spools]
-        return list(merge(paths[0], paths[1:]))
+        return list(merge(self._live().spools))
 
-    def reject_lines(self, cursor: list[int] | None = None) -> tuple[list[int], list[int]]:
-        """Line numbers of the rows rejected since ``cursor``, sorted, and the next cursor.
+    def rejects_since(self, cursor: list[int] | None = None) -> tuple[list[Reject], list[int]]:
+        """The rows rejected since ``cursor``, in line order, and the next cursor.
 
-        Like :meth:`rejects` (a mark round-trip: every complete row fed so far)
-        but reads only what the spools gained since the call that returned
-        ``cursor`` (None: since the start) and renders nothing: for a caller
-        counting rejects while rows stream in (``shardpay serve``). Every line
-        returned is above every line an earlier call returned.
+        Like :meth:`rejects` (a mark round trip: every complete row fed so
+        far) but reads only what the spools gained since the call that
+        returned ``cursor`` (None: since the start): for a caller reporting
+        rejects while rows stream in (``shardpay serve``). Every reject
+        returned is on a later line than every reject an earlier call returned.
         """
-        from .rejects import read_lines
-
         self._mark()
         spools = self._live().spools
         cursor = list(cursor) if cursor else [0] * len(spools)
-        lines: list[int] = []
-        for i, f in enumerate(spools):
-            new, cursor[i] = read_lines(f"/proc/self/fd/{f.fileno()}", cursor[i])
-            lines.extend(new)
-        lines.sort()
-        return lines, cursor
+        rejects: list[Reject] = []
+        for i, spool in enumerate(spools):
+            new, cursor[i] = read_spool(spool, cursor[i])
+            rejects.extend(new)
+        rejects.sort(key=_line)
+        return rejects, cursor
 
     def close(self) -> RunResult:
         """End the stream (a last row without LF counts), wait for the workers, merge.
@@ -597,126 +384,5 @@ class Engine:
             self._session = None
 
 
-def _watch(children: list[tuple[str, Any, Any]], tick: Callable[[], None], mark: int | None = None,
-           done: dict[str, dict] | None = None) -> dict[str, dict]:
-    """Wait for every child's final figures (or, with ``mark``, its answer to that mark).
-
-    ``done`` keeps final figures that arrive early (a child that ended while
-    a mark was awaited); they count as received. Raises at the first death or
-    error of a child.
-    """
-    done = {} if done is None else done
-    results: dict[str, dict] = {} if mark is not None else dict(done)
-    pending = [c for c in children if c[0] not in results]
-    while pending:
-        waitables = [c for _, _, c in pending] + [p.sentinel for _, p, _ in pending]
-        ready = set(multiprocessing.connection.wait(waitables, timeout=WATCH_SECONDS))
-        for entry in list(pending):
-            name, p, conn = entry
-            if conn not in ready and p.sentinel not in ready:
-                continue
-            try:
-                msg = conn.recv() if conn.poll() else None
-            except (EOFError, OSError):
-                msg = None
-            if msg is None:
-                p.join(STOP_SECONDS)
-                raise ProcessDied(f"the {name} process (pid {p.pid}) {_how_it_ended(p.exitcode)}")
-            if msg[0] == "error":
-                _, kind, message, tb = msg
-                if kind == "input":
-                    raise InputError(message)
-                err = ProcessDied(f"the {name} process failed: {kind}: {message}")
-                err.__cause__ = _RemoteTraceback(tb)
-                raise err
-            if msg[0] == "mark":
-                if msg[1] != mark:
-                    continue  # an answer to an earlier mark: not expected, ignored
-                results[name] = msg[2]
-            else:
-                done[name] = msg[1]
-                if mark is not None:
-                    raise RingError(f"the {name} process ended its stream early (--strict stopped at "
-                                    "a rejected row?); close() the engine for the reason")
-                results[name] = msg[1]
-            pending.remove(entry)
-        tick()
-    return results
-
-
-class _RemoteTraceback(Exception):
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def _how_it_ended(code: int | None) -> str:
-    if code is None:
-        return "stopped answering"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code} before reporting"
-
-
-def _stop_children(children: list[tuple[str, Any, Any]]) -> None:
-    """Stop every child still running: SIGTERM, then SIGKILL after STOP_SECONDS."""
-    live = [p for _, p, _ in children if p.is_alive()]
-    for p in live:
-        p.terminate()
-    deadline = time.monotonic() + STOP_SECONDS
-    for p in live:
-        p.join(max(0.0, deadline - time.monotonic()))
-        if p.is_alive():
-            p.kill()
-            p.join()
-    for _, p, conn in children:
-        conn.close()
-        if p.exitcode is not None:
-            p.close()
-
-
-def _merge_snapshots(shards: list[dict]) -> tuple[list[int], list[int], list[int], list[bool]]:
-    """The shards' account snapshots (disjoint clients) as client-sorted columns:
-    ``(clients, available, held, locked)``, amounts in 1/10,000 units."""
-    available: dict[int, int] = {}
-    held: dict[int, int] = {}
-    locked: dict[int, bool] = {}
-    for w in shards:
-        clients, avail, hold, lock = w["snapshot"]
-        available.update(zip(clients, avail))
-        held.update(zip(clients, hold))
-        locked.update(zip(clients, map(bool, lock)))
-    order = sorted(available)
-    return order, [available[c] for c in order], [held[c] for c in order], [locked[c] for c in order]
-
-
-def _merge(results: dict[str, dict], workers: int, spools: list[IO[bytes]]) -> RunResult:
-    """Merge the shards' snapshots (disjoint clients) into one client-sorted table.
-
-    Also checks that nothing was lost: the rows the reader routed are the rows
-    the workers applied, so accepted + rejected = rows read.
-
-    Raises:
-        RingError: the workers did not receive exactly the rows the reader sent.
-    """
-    shards = [results[f"worker {i}"] for i in range(workers)]
-    accounts = _merge_snapshots(shards)
-    counts: Counter[str] = Counter()
-    for w in shards:
-        counts.update(w["reject_counts"])
-    rd = results["reader"]
-    routed = rd["rows"] - rd["invalid"]
-    received = sum(results[f"worker {i}"]["rows"] for i in range(workers))
-    if routed != received:
-        raise RingError(f"rows lost between the reader and the workers: {routed:,} sent, {received:,} applied")
-    if rd["invalid"]:
-        counts["invalid_row"] += rd["invalid"]
-    from .report import stats_dict
-
-    stats = stats_dict(results, workers, counts, len(accounts[0]))
-    return RunResult(accounts, dict(counts), stats, list(spools))
+def _line(r: Reject) -> int:
+    return r.line

@@ -49,49 +49,33 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
+from itertools import chain
 
-from .money import MAX_UNITS, MIN_UNITS
-
-__all__ = [
-    "DUPLICATE",
-    "REASONS",
-    "Ledger",
-]
-
-REASONS = (
-    "invalid_row",
-    "duplicate_tx",
-    "account_locked",
-    "insufficient_funds",
-    "unknown_tx",
-    "not_disputable",
-    "already_disputed",
-    "not_disputed",
-    "overflow",
-)
-"""SPEC reason codes, in SPEC's order of precedence; a reject carries the index."""
-(
-    INVALID_ROW,
-    DUPLICATE_TX,
+from .codes import (
     ACCOUNT_LOCKED,
-    INSUFFICIENT_FUNDS,
-    UNKNOWN_TX,
-    NOT_DISPUTABLE,
     ALREADY_DISPUTED,
+    CHARGED_BACK,
+    DEPOSIT,
+    DISPUTE,
+    DISPUTED,
+    DUPLICATE,
+    DUPLICATE_TX,
+    INSUFFICIENT_FUNDS,
+    NOT_DISPUTABLE,
     NOT_DISPUTED,
     OVERFLOW,
-) = range(len(REASONS))
+    REASONS,
+    RESOLVE,
+    SETTLED,
+    UNKNOWN_TX,
+    WITHDRAWAL,
+    WITHDRAWN,
+)
+from .frames import U64, unpack_frame
+from .money import MAX_UNITS, MIN_UNITS
 
-DUPLICATE = 8
-"""Added by the reader to the kind of a deposit/withdrawal whose tx id was already claimed."""
+__all__ = ["REJECT_FIELDS", "Ledger"]
 
-# Stored transaction states.
-SETTLED, DISPUTED, CHARGED_BACK, WITHDRAWN = range(4)
-
-U64 = "L" if array("L").itemsize == 8 else "Q"
-"""Typecode of unsigned 64-bit arrays: ``L`` where long is 64-bit (stores through
-``PyLong_AsUnsignedLong``, several times cheaper than ``Q``'s byte-array path
-and than the ``PyArg_Parse`` of the signed types ``q`` and ``H``)."""
 STRIDE = 32
 """Every STRIDE-th rising id is kept in a list too: a lookup bisects that list
 (cheap probes), then STRIDE ids of the array (each probe there makes an int)."""
@@ -211,21 +195,21 @@ class Ledger:
                 else:
                     reject((line, ACCOUNT_LOCKED, kind, c, tx, amt, 0))
                 continue
-            if kind == 0:  # deposit
+            if kind == DEPOSIT:
                 a = available[c] + amt
                 if a > headroom and a + held[c] > max_units:
                     reject((line, OVERFLOW, kind, c, tx, amt, 0))
                     continue
                 available[c] = a
                 state = SETTLED
-            elif kind == 1:  # withdrawal
+            elif kind == WITHDRAWAL:
                 a = available[c]
                 if a < amt:
                     reject((line, INSUFFICIENT_FUNDS, kind, c, tx, amt, a))
                     continue
                 available[c] = a - amt
                 state = WITHDRAWN
-            if kind <= 1:  # store the accepted deposit or withdrawal
+            if kind <= WITHDRAWAL:  # store the accepted deposit or withdrawal
                 if tx > last_tx:
                     add_id(tx)
                     add_amount(amt)
@@ -285,7 +269,7 @@ class Ledger:
                 continue
             st = sts[i]
             stored_amt = amts[i]
-            if kind == 2:  # dispute
+            if kind == DISPUTE:
                 if st != SETTLED:
                     reason = NOT_DISPUTABLE if st == WITHDRAWN else ALREADY_DISPUTED
                     reject((line, reason, kind, c, tx, 0, st))
@@ -306,14 +290,14 @@ class Ledger:
                     reject((line, NOT_DISPUTED, kind, c, tx, 0, st))
                     continue
                 h = held[c] - stored_amt
-                if kind == 3:  # resolve
+                if kind == RESOLVE:
                     a = available[c] + stored_amt
                     if a > max_units:
                         reject((line, OVERFLOW, kind, c, tx, 0, 0))
                         continue
                     available[c] = a
                     st = SETTLED
-                else:  # chargeback: total falls, the account locks
+                else:  # CHARGEBACK: total falls, the account locks
                     if available[c] + h < min_units:
                         reject((line, OVERFLOW, kind, c, tx, 0, 0))
                         continue
@@ -354,13 +338,31 @@ class Ledger:
                     h = 0
         return -1
 
-    def apply_one(self, line: int, kind: int, client: int, tx: int, amount: int = 0) -> str | None:
-        """Apply one row (see :meth:`apply`); return its reject reason, or None if accepted."""
-        n = len(self.rejects)
-        self.apply((line,), (kind,), (client,), (tx,), (amount,))
-        if len(self.rejects) == n:
+    def apply_frame(self, frame: bytes) -> int:
+        """Apply a data frame's rows (:mod:`shardpay.frames`); return how many it rejected.
+
+        Raises:
+            ValueError: the frame is malformed.
+        """
+        return self.apply(*unpack_frame(frame))
+
+    def take_rejects(self) -> bytes:
+        """The rejects held, in line order, as raw records (:data:`REJECT_FIELDS`
+        native-order i64 each); they are released."""
+        records = array("q", chain.from_iterable(self.rejects))
+        self.rejects = []
+        return records.tobytes()
+
+    def rejects_held(self) -> int:
+        """How many rejects :meth:`take_rejects` would return now."""
+        return len(self.rejects)
+
+    def account(self, client: int) -> tuple[int, int, bool] | None:
+        """``(available, held, locked)`` of ``client`` (amounts in 1/10,000 units), or None
+        if no row has named it yet."""
+        if not self.exists[client]:
             return None
-        return REASONS[self.rejects[n][1]]
+        return self.available[client], self.held[client], bool(self.locked[client])
 
     def snapshot(self) -> tuple[array, array, array, bytes]:
         """The shard's accounts, sorted by client (SPEC "Output").

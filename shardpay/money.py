@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_UNITS", "MIN_UNITS", "SCALE", "format_units", "parse_amount"]
+__all__ = ["MAX_UNITS", "MIN_UNITS", "SCALE", "clip", "format_units", "parse_amount"]
 
 SCALE = 10_000
 """Units per whole currency unit: amounts have at most four decimal places."""
@@ -38,20 +38,20 @@ def parse_amount(text: str) -> int:
     if m is None or not text or text == ".":
         if not text:
             raise ValueError("amount is missing")
-        raise ValueError(f"amount {_clip(text)!r} is not a decimal number")
+        raise ValueError(f"amount {clip(text)!r} is not a decimal number")
     whole, frac = m.group(1), m.group(2) or ""
     if len(frac) > 4:
         if frac[4:].strip("0"):
-            raise ValueError(f"amount {_clip(text)!r} has more than 4 decimal places")
+            raise ValueError(f"amount {clip(text)!r} has more than 4 decimal places")
         frac = frac[:4]
     whole = whole.lstrip("0")
     if len(whole) > 15:  # > 922337203685477; also keeps int() below its 4300-digit limit
-        raise ValueError(f"amount {_clip(text)!r} is larger than 922337203685477.5807")
+        raise ValueError(f"amount {clip(text)!r} is larger than 922337203685477.5807")
     units = int(whole or "0") * SCALE + int(frac.ljust(4, "0"))
     if units == 0:
-        raise ValueError(f"amount {_clip(text)!r} is not greater than zero")
+        raise ValueError(f"amount {clip(text)!r} is not greater than zero")
     if units > MAX_UNITS:
-        raise ValueError(f"amount {_clip(text)!r} is larger than 922337203685477.5807")
+        raise ValueError(f"amount {clip(text)!r} is larger than 922337203685477.5807")
     return units
 
 
@@ -71,5 +71,7 @@ def format_units(units: int) -> str:
     return f"{whole}.{frac:04d}"
 
 
-def _clip(text: str, width: int = 40) -> str:
+def clip(text: str, width: int = 40) -> str:
+    """``text`` shortened to ``width`` characters (``...`` at the end) for a reject
+    detail, so a detail stays one readable line."""
     return text if len(text) <= width else text[: width - 3] + "..."

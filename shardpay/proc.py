@@ -45,7 +45,7 @@ TRIM_THRESHOLD = 32 << 20
 def peak_rss_bytes() -> int:
     """This process's peak resident set size (``VmHWM``), in bytes; 0 if unknown.
 
-    psutil has no peak RSS on Linux (ENGINE-NOTES.md), so read /proc.
+    psutil has no peak RSS on Linux, so read /proc.
     """
     try:
         with open("/proc/self/status", "rb") as f:
@@ -95,18 +95,14 @@ def die_with_parent(parent_pid: int) -> None:
     resource tracker unlinks the shared memory. Exits at once if the parent
     died before the request was made. Elsewhere it does nothing: the rings'
     ``alive`` checks and the reader's per-chunk check remain.
-
-    The test-only ``SHARDPAY_TEST_FAULT=no-pdeathsig`` skips the request, so
-    the tests can show those checks work on their own.
     """
-    if os.environ.get("SHARDPAY_TEST_FAULT") != "no-pdeathsig":
-        try:
-            import ctypes
+    try:
+        import ctypes
 
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # pragma: no cover - not Linux
-            pass
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
     if os.getppid() != parent_pid:
         os._exit(1)
 
@@ -114,12 +110,11 @@ def die_with_parent(parent_pid: int) -> None:
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed buffers for reuse in this process; return True if it did.
 
-    The reader makes and drops several buffers of 64 KiB-1 MiB a chunk (the
-    chunk, its skeleton, its JSON; measured with 256 KiB chunks, 64 KiB
-    since). By default glibc serves blocks from 128 KiB up with ``mmap``
-    and unmaps them when freed (or trims the heap), so every chunk touches
-    fresh pages: ~360,000 page faults for a 10M-row file in the reader
-    alone, ~1 CPU second on this VM. With blocks below
+    The reader makes and drops several large buffers a chunk (the chunk,
+    its skeleton, its JSON). By default glibc serves blocks from 128 KiB up
+    with ``mmap`` and unmaps them when freed (or trims the heap), so every
+    chunk touches fresh pages: with 256 KiB chunks, ~360,000 page faults for
+    a 10M-row file in the reader alone, ~1 CPU second. With blocks below
     :data:`MMAP_THRESHOLD` served from the heap and up to
     :data:`TRIM_THRESHOLD` of free heap kept, the same read takes ~4,000
     faults and 12-17% less reader CPU (``profiling/README.md``). A worker's

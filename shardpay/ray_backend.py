@@ -41,7 +41,8 @@ from typing import IO, Any, BinaryIO
 
 from .errors import BackendError, InputError, OutputError, ProcessDied
 from .proc import cpu_seconds, keep_freed_memory, process_figures
-from .rejects import close_spools, open_spools, write_reader_batch
+from .rejects import Spool, close_spools, open_spools, write_rejects_batch
+from .session import Session
 from .worker import Shard
 
 __all__ = ["CHUNK_BYTES", "IN_FLIGHT", "INSTALL_HINT", "RaySession", "STALL_SECONDS", "ShardActor", "ShardChannel"]
@@ -95,7 +96,7 @@ class ShardActor:
         return os.getpid(), ray.util.get_node_ip_address()
 
     def apply(self, frame: bytes) -> bytes:
-        """Apply one frame; return its rejects as one spool batch (``b""`` if none)."""
+        """Apply one frame; return its rejects as raw ledger records (``b""`` if none)."""
         t0 = time.perf_counter()
         self.wait_seconds += t0 - self._idle_since
         self.shard.apply(frame)
@@ -229,13 +230,10 @@ def _probe(address: str) -> None:
         raise BackendError(f"cannot reach the Ray cluster at {address}: {err.strerror or err}") from None
 
 
-class RaySession:
+class RaySession(Session):
     """One run's shards as Ray actors, with the reader in this process.
 
-    The same interface as the local engine's session (see
-    :func:`shardpay.engine._open_session`): ``feed``/``mark``/``end`` for a
-    fed :class:`~shardpay.engine.Engine`, ``wait(tick)`` for the figures,
-    ``close()`` for clean-up.
+    A :class:`~shardpay.session.Session`, as the local engine's.
 
     Args:
         workers: shard actors, >= 1.
@@ -257,7 +255,7 @@ class RaySession:
         self.strict = strict
         self.stream = stream
         self.progress = [0, 0]  # bytes, rows read
-        self.spools: list[IO[bytes]] = []
+        self.spools: list[Spool] = []
         self.actors: list[Any] = []
         self.ok = False
         self._tick: Callable[[], None] = lambda: None
@@ -318,7 +316,7 @@ class RaySession:
 
     def _start(self) -> None:
         ray = self.ray
-        open_spools(self.spools, self.workers + 1)
+        open_spools(self.spools, [False] + [True] * self.workers)
         remote = ray.remote(ShardActor).options(max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")
         self.actors = [remote.remote(i) for i in range(self.workers)]
         refs = [a.where.remote() for a in self.actors]
@@ -341,14 +339,14 @@ class RaySession:
         def tick() -> None:
             self._tick()
 
-        self.channels = [ShardChannel(ray, i, a, self.spools[i + 1], on_rejects, tick, wheres[i])
+        self.channels = [ShardChannel(ray, i, a, self.spools[i + 1].file, on_rejects, tick, wheres[i])
                          for i, a in enumerate(self.actors)]
         from .reader import Reader
 
-        spool = self.spools[0]
+        spool = self.spools[0].file
 
         def reader_rejects(rejects: list) -> None:
-            write_reader_batch(spool, rejects)
+            write_rejects_batch(spool, rejects)
             if self.strict:
                 self._stop.set()
 
@@ -388,7 +386,7 @@ class RaySession:
         """
         if self._error is not None:
             raise self._error
-        self.spools[0].flush()
+        self.spools[0].file.flush()
         for c in self.channels:
             c.drain()
         answers = [c.get(c.actor.mark.remote()) for c in self.channels]
@@ -414,7 +412,7 @@ class RaySession:
             reader.run()
         elif not self._stop.is_set():
             reader.finish()
-        self.spools[0].flush()
+        self.spools[0].file.flush()
         reader_cpu = self._feed_cpu + cpu_seconds() - t0
         self.progress[0], self.progress[1] = reader.bytes_read, reader.rows
         for c in self.channels:

@@ -1,15 +1,20 @@
-"""Rejected rows: spooled to files by each process, merged by line in the parent.
+"""Rejected rows: the one record type, its spools, and the merge by line.
 
-Each process sees its rows in file order, so each spool is already sorted by
-line; :func:`merge` is a streaming k-way merge (``heapq.merge``), so output
-never depends on the worker count and memory never holds every reject.
+A rejected row is data, not an exception (SPEC "Transactions"): a
+:class:`Reject` from the moment it is found to the moment it is written. Each
+process spools its own rejects to an unnamed temporary file as it goes, in
+line order; the parent merges the spools by line with a streaming k-way merge
+(``heapq.merge``), so the report never depends on the worker count and memory
+never holds every reject.
 
-* the reader's spool: invalid rows, msgpack batches of :class:`RejectRow`
-  records ``(line, type, client, tx, amount, reason, detail)``, each batch
-  prefixed by its length (u32 little-endian);
-* a worker's spool: msgpack batches of ledger records ``(line, reason, kind,
-  client, tx, amount, aux)`` (ints), built into text only here, when a reject
-  is shown or written.
+Two spool formats, one per kind of process:
+
+* the reader's spool (invalid rows, found while decoding): :class:`Reject`
+  records in batches, each a u32 little-endian length and then msgpack;
+* a worker's spool (rows its ledger rejected): raw ledger records of seven
+  native-order i64 ``(line, reason, kind, client, tx, amount, aux)`` (see
+  :meth:`shardpay.ledger.Ledger.take_rejects`), cheap to make in the hot
+  loop and turned into a :class:`Reject` by :func:`render` only when read.
 """
 
 from __future__ import annotations
@@ -18,41 +23,56 @@ import heapq
 import os
 import struct
 import tempfile
+from array import array
 from collections.abc import Iterable, Iterator
 from typing import IO, BinaryIO, NamedTuple
 
 import msgspec
 
-from .decode import KIND_NAMES, WITHDRAWAL, Reject
-from .ledger import (
+from .codes import (
     ACCOUNT_LOCKED,
     ALREADY_DISPUTED,
     CHARGED_BACK,
     DUPLICATE_TX,
     INSUFFICIENT_FUNDS,
+    KIND_NAMES,
     NOT_DISPUTABLE,
     NOT_DISPUTED,
     OVERFLOW,
     REASONS,
     UNKNOWN_TX,
+    WITHDRAWAL,
     WITHDRAWN,
 )
 from .errors import OutputError
 from .money import format_units
 
-__all__ = ["RejectRow", "close_spools", "merge", "open_spools", "pack_batch", "read_lines", "render", "write_batch",
-           "write_reader_batch"]
+__all__ = [
+    "Reject",
+    "Spool",
+    "close_spools",
+    "merge",
+    "open_spools",
+    "read_spool",
+    "render",
+    "write_rejects_batch",
+]
 
 _LEN = struct.Struct("<I")
 _ENC = msgspec.msgpack.Encoder()
-_DEC_LEDGER = msgspec.msgpack.Decoder(list[tuple[int, int, int, int, int, int, int]])
 
 
-class RejectRow(NamedTuple):
-    """One rejected row as reported: the columns of ``--rejects`` (SPEC reason codes).
+class Reject(NamedTuple):
+    """One rejected row: the columns of ``--rejects`` (SPEC reason codes).
 
-    ``line`` is the physical input line; ``amount`` is as read for invalid
-    rows, four-decimal text for deposits/withdrawals, empty otherwise.
+    Attributes:
+        line: the physical line number in the input, 1-based.
+        type, client, tx, amount: the row's fields as text. For an invalid
+            row, as read (control characters escaped); for a well-formed one,
+            as decoded (``amount`` with four decimals for a deposit or
+            withdrawal, empty otherwise).
+        reason: the SPEC reason code, e.g. ``"insufficient_funds"``.
+        detail: what was wrong, e.g. ``"client '70000' is not an integer 0..65535"``.
     """
 
     line: int
@@ -64,92 +84,30 @@ class RejectRow(NamedTuple):
     detail: str
 
     def __str__(self) -> str:
+        """``line N: REASON: detail``, as the CLI logs it."""
         return f"line {self.line}: {self.reason}: {self.detail}"
 
+    @property
+    def fields(self) -> tuple[str, str, str, str]:
+        """``(type, client, tx, amount)``: the row's four fields."""
+        return self[1:5]
 
-# The reader's records are RejectRow's fields, so msgspec builds the rows in C.
-_DEC = msgspec.msgpack.Decoder(list[RejectRow])
+
+_DEC_REJECTS = msgspec.msgpack.Decoder(list[Reject])  # msgspec builds the NamedTuples in C
+_RECORD_BYTES = 7 * 8  # a ledger record: seven i64
+_READ_BYTES = _RECORD_BYTES << 14  # whole records: only the last read of a spool may end inside one
 
 
-def open_spools(spools: list[IO[bytes]], n: int) -> None:
-    """Append ``n`` spools to ``spools``: unnamed temporary files (``O_TMPFILE``), so
-    nothing is left to remove whoever dies. Each is recorded as soon as it exists.
+def render(line: int, reason: int, kind: int, client: int, tx: int, amount: int, aux: int) -> Reject:
+    """The :class:`Reject` of a ledger record (see :class:`shardpay.ledger.Ledger`).
 
-    Raises:
-        OutputError: the temporary folder refuses them.
+    Args:
+        line: physical line number. reason: index into :data:`shardpay.codes.REASONS`.
+        kind: kind code (without ``DUPLICATE``). client, tx: ids.
+        amount: 1/10,000 units (0 for dispute, resolve, chargeback).
+        aux: the available balance for ``insufficient_funds`` (units), the
+            stored state for ``already_disputed``/``not_disputed``, else 0.
     """
-    try:
-        spools.extend(tempfile.TemporaryFile(prefix="shardpay-") for _ in range(n))
-    except OSError as err:
-        raise OutputError(f"cannot create temporary files in {tempfile.gettempdir()!r}: "
-                          f"{err.strerror or err}") from None
-
-
-def close_spools(spools: list[IO[bytes]]) -> None:
-    """Close (so free) every spool of ``spools``, emptying the list."""
-    while spools:
-        spools.pop().close()
-
-
-def write_reader_batch(spool: BinaryIO, rejects: Iterable[Reject]) -> None:
-    """Append invalid-row rejects (in line order) to the reader's spool."""
-    write_batch(spool, [(r.line, *r.fields, r.reason, r.detail) for r in rejects])
-
-
-def write_batch(spool: BinaryIO, records: list) -> None:
-    """Append one length-prefixed msgpack batch of records to a spool."""
-    spool.write(pack_batch(records))
-
-
-def pack_batch(records: list) -> bytes:
-    """One spool batch: the records as msgpack, prefixed by its length (u32 little-endian)."""
-    data = _ENC.encode(records)
-    return _LEN.pack(len(data)) + data
-
-
-def _batches(path: str, decoder: msgspec.msgpack.Decoder) -> Iterator[list]:
-    with open(path, "rb") as f:
-        while head := f.read(4):
-            (n,) = _LEN.unpack(head)
-            yield decoder.decode(f.read(n))
-
-
-_DEC_ANY = msgspec.msgpack.Decoder(list[list])  # either spool's records; the line is the first field
-
-
-def read_lines(path: str, offset: int = 0) -> tuple[list[int], int]:
-    """The line numbers of the rejects a spool (either kind) holds from byte ``offset`` on.
-
-    Reads whole batches only: one still being written is left for the next
-    call. Returns the lines (in order) and the offset to pass next time.
-    """
-    lines: list[int] = []
-    with open(path, "rb") as f:
-        f.seek(offset)
-        while len(head := f.read(4)) == 4:
-            (n,) = _LEN.unpack(head)
-            data = f.read(n)
-            if len(data) < n:
-                break
-            lines.extend(record[0] for record in _DEC_ANY.decode(data))
-            offset += 4 + n
-    return lines, offset
-
-
-def _reader_rows(path: str) -> Iterator[RejectRow]:
-    for batch in _batches(path, _DEC):
-        yield from batch
-
-
-def _worker_rows(path: str) -> Iterator[RejectRow]:
-    for batch in _batches(path, _DEC_LEDGER):
-        for record in batch:
-            yield render(*record)
-
-
-def render(line: int, reason: int, kind: int, client: int, tx: int, amount: int, aux: int) -> RejectRow:
-    """Build the reported row of a ledger reject record (see :class:`shardpay.ledger.Ledger`)."""
-    name = KIND_NAMES[kind]
     if reason == DUPLICATE_TX:
         detail = f"tx {tx} was already used by an earlier deposit or withdrawal"
     elif reason == ACCOUNT_LOCKED:
@@ -169,17 +127,109 @@ def render(line: int, reason: int, kind: int, client: int, tx: int, amount: int,
     else:
         detail = ""
     amount_text = format_units(amount) if kind <= WITHDRAWAL else ""
-    return RejectRow(line, name, str(client), str(tx), amount_text, REASONS[reason], detail)
+    return Reject(line, KIND_NAMES[kind], str(client), str(tx), amount_text, REASONS[reason], detail)
 
 
-def merge(reader_spool: str, worker_spools: Iterable[str]) -> Iterator[RejectRow]:
+# -- spools -------------------------------------------------------------------------------
+
+
+class Spool(NamedTuple):
+    """One process's reject spool, as the parent holds it.
+
+    Attributes:
+        file: the unnamed temporary file (read through ``/proc/self/fd``).
+        ledger: True for a worker's spool (ledger records), False for the
+            reader's (:class:`Reject` records).
+    """
+
+    file: IO[bytes]
+    ledger: bool
+
+    @property
+    def path(self) -> str:
+        """A path this process can open the spool by (it has no name of its own)."""
+        return f"/proc/self/fd/{self.file.fileno()}"
+
+
+def open_spools(spools: list[Spool], ledger: Iterable[bool]) -> None:
+    """Append one spool per item of ``ledger`` (True for a worker's) to ``spools``.
+
+    Each is an unnamed temporary file (``O_TMPFILE``), so nothing is left to
+    remove whoever dies, and is recorded as soon as it exists.
+
+    Raises:
+        OutputError: the temporary folder refuses them.
+    """
+    try:
+        for is_ledger in ledger:
+            spools.append(Spool(tempfile.TemporaryFile(prefix="shardpay-"), is_ledger))
+    except OSError as err:
+        raise OutputError(f"cannot create temporary files in {tempfile.gettempdir()!r}: "
+                          f"{err.strerror or err}") from None
+
+
+def close_spools(spools: list[Spool]) -> None:
+    """Close (so free) every spool of ``spools``, emptying the list."""
+    while spools:
+        spools.pop().file.close()
+
+
+def write_rejects_batch(spool: BinaryIO, rejects: list[Reject]) -> None:
+    """Append invalid-row rejects (in line order) to a reader's spool, as one batch."""
+    data = _ENC.encode(rejects)
+    spool.write(_LEN.pack(len(data)) + data)
+
+
+def read_spool(spool: Spool, offset: int = 0) -> tuple[list[Reject], int]:
+    """The rejects ``spool`` holds from byte ``offset`` on, in line order, and the
+    offset to pass next time.
+
+    Reads whole records only: a batch or record still being written is left
+    for the next call.
+    """
+    rejects: list[Reject] = []
+    with open(spool.path, "rb") as f:
+        f.seek(offset)
+        for batch, size in (_ledger_batches(f) if spool.ledger else _reject_batches(f)):
+            rejects.extend(batch)
+            offset += size
+    return rejects, offset
+
+
+def _reject_batches(f: BinaryIO) -> Iterator[tuple[list[Reject], int]]:
+    """The whole msgpack batches of a reader's spool from ``f``'s position, and their sizes."""
+    while len(head := f.read(4)) == 4:
+        (n,) = _LEN.unpack(head)
+        data = f.read(n)
+        if len(data) < n:
+            return
+        yield _DEC_REJECTS.decode(data), 4 + n
+
+
+def _ledger_batches(f: BinaryIO) -> Iterator[tuple[list[Reject], int]]:
+    """The whole ledger records of a worker's spool from ``f``'s position, rendered, and their size."""
+    while data := f.read(_READ_BYTES):
+        whole = len(data) - len(data) % _RECORD_BYTES
+        ints = array("q", data[:whole])
+        yield [render(*ints[i : i + 7]) for i in range(0, len(ints), 7)], whole
+        if whole < len(data):
+            return
+
+
+def _stream(spool: Spool) -> Iterator[Reject]:
+    """Every reject of ``spool``, a batch in memory at a time."""
+    with open(spool.path, "rb") as f:
+        for batch, _ in (_ledger_batches(f) if spool.ledger else _reject_batches(f)):
+            yield from batch
+
+
+def merge(spools: Iterable[Spool]) -> Iterator[Reject]:
     """Every reject of a run, in line order (each line is rejected at most once)."""
-    streams = [_reader_rows(reader_spool)] + [_worker_rows(p) for p in worker_spools]
-    nonempty = [s for s, p in zip(streams, [reader_spool, *worker_spools]) if os.path.getsize(p)]
+    nonempty = [_stream(s) for s in spools if os.path.getsize(s.path)]
     if len(nonempty) <= 1:  # one spool holds every reject: it is in line order already
         return iter(nonempty[0]) if nonempty else iter(())
     return heapq.merge(*nonempty, key=_line)
 
 
-def _line(r: RejectRow) -> int:
+def _line(r: Reject) -> int:
     return r.line

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
-import io
 import itertools
 import json
 import os
@@ -23,7 +22,7 @@ from typing import IO, Any
 
 from .errors import OutputError
 from .money import format_units
-from .rejects import RejectRow
+from .rejects import Reject
 
 __all__ = [
     "HEADER",
@@ -33,7 +32,6 @@ __all__ = [
     "atomic_output",
     "make_progress",
     "print_summary",
-    "stats_dict",
     "write_accounts",
     "write_rejects",
     "write_stats",
@@ -59,7 +57,7 @@ def write_accounts(out: IO[str], accounts: tuple[list[int], list[int], list[int]
     out.writelines(account_line(c, a, h, lk) for c, a, h, lk in zip(*accounts))
 
 
-def write_rejects(out: IO[str], rejects: Iterable[RejectRow]) -> int:
+def write_rejects(out: IO[str], rejects: Iterable[Reject]) -> int:
     """Write ``line,type,client,tx,amount,reason,detail`` rows; return how many."""
     w = csv.writer(out, lineterminator="\n")
     w.writerow(REJECTS_HEADER)
@@ -206,69 +204,6 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-def stats_dict(results: dict[str, dict], workers: int, counts: dict[str, int], accounts: int) -> dict[str, Any]:
-    """The run's figures as a JSON-ready dict (``--stats``; the summary shows the same)."""
-    rd = results["reader"]
-    rows = rd["rows"]
-    rejected = sum(counts.values())
-    ws = [results[f"worker {i}"] for i in range(workers)]
-
-    def rate(n: int, seconds: float) -> float:
-        return round(n / seconds) if seconds > 0 else 0.0
-
-    valid = rows - rd["invalid"]
-    # Counted where they happen, not derived: the workers count the rows they
-    # applied, the reader and the workers the rows they rejected; the engine
-    # checks that what the reader routed is what the workers applied.
-    accepted = sum(w["rows"] for w in ws) - (rejected - counts.get("invalid_row", 0))
-    return {
-        "rows_read": rows,
-        "rows_accepted": accepted,
-        "rows_rejected": rejected,
-        "rejected_by_reason": dict(sorted(counts.items())),
-        "accounts": accounts,
-        "workers": workers,
-        "bytes_read": rd["bytes"],
-        "rows_per_shard": rd["shard_rows"],
-        "stored_transactions_per_shard": [w["stored"] for w in ws],
-        "reader": {
-            "pid": rd["pid"],
-            "cpu_seconds": round(rd["cpu_seconds"], 3),
-            "peak_rss_bytes": rd["peak_rss_bytes"],
-            "decode_seconds": round(rd["decode_seconds"], 3),
-            "decode_rows_per_second": rate(rows, rd["decode_seconds"]),
-            "route_seconds": round(rd["route_seconds"], 3),
-            "route_rows_per_second": rate(valid, rd["route_seconds"]),
-            "blocked_on_full_rings_seconds": round(rd["blocked_seconds"], 3),
-        },
-        "workers_detail": [
-            {
-                "shard": i,
-                "pid": w["pid"],
-                "rows": w["rows"],
-                "cpu_seconds": round(w["cpu_seconds"], 3),
-                "peak_rss_bytes": w["peak_rss_bytes"],
-                "apply_seconds": round(w["apply_seconds"], 3),
-                "apply_rows_per_second": rate(w["rows"], w["apply_seconds"]),
-                "waiting_on_empty_ring_seconds": round(w["wait_seconds"], 3),
-            }
-            for i, w in enumerate(ws)
-        ],
-    }
-
-
-def finish_stats(stats: dict[str, Any]) -> dict[str, Any]:
-    """Add the whole-run figures that need the wall time (rows/s, sums)."""
-    wall = stats["wall_seconds"]
-    stats["wall_seconds"] = round(wall, 3)
-    stats["rows_per_second"] = round(stats["rows_read"] / wall) if wall > 0 else 0
-    procs = [stats["parent"], stats["reader"], *stats["workers_detail"]]
-    stats["parent"]["cpu_seconds"] = round(stats["parent"]["cpu_seconds"], 3)
-    stats["cpu_seconds_total"] = round(sum(p["cpu_seconds"] for p in procs), 3)
-    stats["peak_rss_bytes_sum"] = sum(p["peak_rss_bytes"] for p in procs)
-    return stats
-
-
 def make_progress(console: Any) -> Any:
     """A rich Progress on ``console`` (stderr): bytes read of the input size, rows/s, elapsed.
 
@@ -306,7 +241,7 @@ def make_progress(console: Any) -> Any:
     )
 
 
-def print_summary(console: Any, stats: dict[str, Any], first_rejects: list[RejectRow]) -> None:
+def print_summary(console: Any, stats: dict[str, Any], first_rejects: list[Reject]) -> None:
     """Print the end-of-run summary on ``console`` (stderr) with rich."""
     from rich.table import Table
 
@@ -341,16 +276,3 @@ def write_stats(out: IO[str], stats: dict[str, Any]) -> None:
     """Write ``stats`` as indented JSON."""
     json.dump(stats, out, indent=2)
     out.write("\n")
-
-
-def dump_stats(path: str, stats: dict[str, Any]) -> None:
-    """Write ``stats`` as JSON to ``path`` atomically."""
-    with atomic_output(path) as f:
-        write_stats(f, stats)
-
-
-def render_accounts(accounts: tuple[list[int], list[int], list[int], list[bool]]) -> str:
-    """The whole output CSV as text (header and rows)."""
-    buf = io.StringIO()
-    write_accounts(buf, accounts)
-    return buf.getvalue()

@@ -14,7 +14,8 @@ A frame is any byte string, empty or larger than the whole ring: it occupies
 one or more consecutive slots (FIRST on the first, LAST on the last), wrapping
 from slot N-1 to slot 0. The end of the stream is one slot with EOS.
 
-Synchronisation is two POSIX semaphores, no atomics (``ENGINE-NOTES.md``):
+Synchronisation is two POSIX semaphores, no atomics (pure Python has neither
+atomics nor fences; ``sem_post``/``sem_wait`` order memory on every architecture):
 ``free`` counts empty slots (starts at N), ``full`` counts written slots
 (starts at 0). The producer waits on ``free`` (a full ring blocks it:
 backpressure), writes a slot, posts ``full``; the consumer waits on ``full``

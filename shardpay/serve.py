@@ -33,7 +33,7 @@ unbounded buffer; at most one read, :data:`READ_BYTES`, plus one partial line
 per connection). When the client closes its write side the server answers
 ``ok accepted=N rejected=M``: N + M is the connection's non-empty data
 rows; M counts the rejected lines (invalid rows included) in its journal
-line ranges, read incrementally with ``Engine.reject_lines`` (only what the
+line ranges, read incrementally with ``Engine.rejects_since`` (only what the
 reject spools gained since the last call; lines below every open
 connection's are forgotten). A line longer than
 :data:`~shardpay.reader.MAX_LINE_BYTES` is answered with ``error ...`` and
@@ -42,7 +42,7 @@ the connection closed (the lines before it stay journaled and applied).
 **Group commit.** One commit at a time runs on the engine thread; batches
 queued meanwhile are joined into the next one (up to :data:`COMMIT_BYTES`), so
 one ``fsync`` serves every connection that was waiting. Reject counts for
-closing connections are likewise served together by one ``Engine.reject_lines`` call.
+closing connections are likewise served together by one ``Engine.rejects_since`` call.
 
 **Snapshot.** With ``--snapshot OUT``, OUT holds ``client,available,held,
 total,locked`` (the batch CLI's bytes), rewritten atomically after start-up,
@@ -73,6 +73,7 @@ from dataclasses import dataclass, field
 
 from .decode import parse_header
 from .errors import InputError, OutputError, ShardpayError
+from .options import add_backend_options, add_workers_option, check_backend_options
 from .reader import MAX_LINE_BYTES
 
 __all__ = ["COMMIT_BYTES", "JOURNAL_HEADER", "READ_BYTES", "ServeOptions", "Server", "main", "parse_args"]
@@ -128,7 +129,6 @@ def _seconds(text: str) -> float:
 
 def parse_args(argv: list[str]) -> ServeOptions:
     """Parse ``shardpay serve``'s arguments; argparse exits 2 on a usage error."""
-    from .cli import _workers, add_backend_options, check_backend_options
     from .engine import default_workers
 
     p = argparse.ArgumentParser(
@@ -152,8 +152,7 @@ def parse_args(argv: list[str]) -> ServeOptions:
     )
     p.add_argument("--listen", type=_listen, default=DEFAULT_LISTEN, metavar="HOST:PORT",
                    help=f"address to listen on (default {DEFAULT_LISTEN}, loopback; port 0 picks a free one)")
-    p.add_argument("-w", "--workers", type=_workers, default=None, metavar="N",
-                   help=f"engine worker processes (default: as for `shardpay FILE`, here {default_workers()})")
+    add_workers_option(p, default_workers())
     p.add_argument("--journal", required=True, metavar="FILE",
                    help="the journal CSV: replayed at start if it exists, then appended to")
     p.add_argument("--snapshot", metavar="OUT", help="accounts CSV rewritten atomically every --snapshot-every "
@@ -249,8 +248,8 @@ class Server:
             return len(result.accounts[0])
 
     def _new_reject_lines(self) -> list[int]:
-        lines, self.reject_cursor = self.engine.reject_lines(self.reject_cursor)
-        return lines
+        rejects, self.reject_cursor = self.engine.rejects_since(self.reject_cursor)
+        return [r.line for r in rejects]
 
     def _open_journal(self) -> int:
         """Open the journal, feed what it holds to the engine; return the rows replayed."""
@@ -501,15 +500,15 @@ class Server:
 
 
 def main(argv: list[str]) -> int:
-    """``shardpay serve ...``: run the server; return the exit code (1 and one line on a fatal error)."""
+    """``shardpay serve ...``: run the server; return the exit code.
+
+    Raises:
+        ShardpayError: a fatal error (port in use, journal unusable, ...); the
+            CLI prints its one line and exits with its code.
+    """
     opts = parse_args(argv)
     try:
         return asyncio.run(Server(opts).run())
-    except ShardpayError as err:
-        message, code = str(err), err.exit_code
     except OSError as err:
-        message, code = f"{err.strerror or err}" + (f": {err.filename!r}" if err.filename else ""), 1
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(f"shardpay: error: {message}\n")
-        sys.stderr.flush()
-    return code
+        message = f"{err.strerror or err}" + (f": {err.filename!r}" if err.filename else "")
+        raise ShardpayError(message) from None

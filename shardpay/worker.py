@@ -2,35 +2,33 @@
 
 :class:`Shard` is the shard's whole state and work, whatever carries its
 frames: :func:`run_worker` drives one from a shared-memory ring in a local
-worker process (see :mod:`shardpay.engine`), and
+worker process (see :mod:`shardpay.local`), and
 :class:`shardpay.ray_backend.ShardActor` from Ray actor calls. Frames come in
-file order until the end of the stream; rejects leave in line order as
-msgpack batches (:mod:`shardpay.rejects`), so memory stays bounded however
-many rows are rejected; at the end the shard's snapshot and figures go back.
+file order until the end of the stream; rejects leave in line order as raw
+ledger records appended to the shard's spool (:mod:`shardpay.rejects` reads
+them), so memory stays bounded however many rows are rejected; at the end
+the shard's snapshot and figures go back.
 """
 
 from __future__ import annotations
 
-import os
 import time
+from array import array
 from collections import Counter
-from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .ledger import REASONS, Ledger
-from .reader import unpack_frame
-from .rejects import pack_batch
-from .ring import Ring
+from .codes import REASONS
+from .frames import MARK_TAG, mark_token
+from .ledger import REJECT_FIELDS, Ledger
 
-__all__ = ["MARK", "SPOOL_REJECTS", "Shard", "run_worker"]
+if TYPE_CHECKING:
+    from .ring import Ring
+
+__all__ = ["SPOOL_REJECTS", "Shard", "run_worker"]
 
 SPOOL_REJECTS = 32768
-"""Rejects kept in memory before they are appended to the spool file (a tuple of 7 ints each)."""
-
-
-MARK = b"M"
-"""First byte of a mark frame (``MARK`` + 8-byte token); data frames start with
-:data:`shardpay.reader.FRAME_TAG`."""
+"""Rejects held in memory before they are appended to the spool (56 bytes each):
+fewer writes against a bounded buffer."""
 
 
 class Shard:
@@ -49,26 +47,24 @@ class Shard:
         self.apply_seconds = 0.0
 
     def apply(self, frame: bytes) -> int:
-        """Apply one data frame (see :func:`shardpay.reader.pack_frame`); return the rows it rejected.
+        """Apply one data frame (:mod:`shardpay.frames`); return the rows it rejected.
 
         Raises:
             ValueError: the frame is malformed.
         """
-        cols = unpack_frame(frame)
         t0 = time.perf_counter()
-        rejected = self.ledger.apply(*cols)
+        rejected = self.ledger.apply_frame(frame)
         self.apply_seconds += time.perf_counter() - t0
         return rejected
 
     def take_rejects(self, at_least: int = 1) -> bytes:
-        """The rejects held, as one spool batch (:func:`shardpay.rejects.pack_batch`), if there are
-        ``at_least`` of them; else ``b""``. Taken rejects are counted and released."""
-        rejects = self.ledger.rejects
-        if not rejects or len(rejects) < at_least:
+        """The rejects held, as raw ledger records (see :meth:`Ledger.take_rejects`), if
+        there are ``at_least`` of them; else ``b""``. Taken rejects are counted."""
+        if self.ledger.rejects_held() < max(at_least, 1):
             return b""
-        self.counts.update(map(itemgetter(1), rejects))
-        self.ledger.rejects = []
-        return pack_batch(rejects)
+        records = self.ledger.take_rejects()
+        self.counts.update(array("q", records)[1::REJECT_FIELDS])
+        return records
 
     def final_figures(self, wait_seconds: float) -> dict:
         """:meth:`figures` at the end of the stream, plus ``apply_seconds`` and
@@ -89,16 +85,14 @@ class Shard:
         }
 
 
-def run_worker(index: int, ring: Ring, spool: int | str, stop: Any, strict: bool, conn: Any = None) -> dict:
+def run_worker(ring: Ring, spool: int | str, stop: Any, strict: bool, conn: Any = None) -> dict:
     """Drain ``ring`` into a fresh :class:`Shard`; return the snapshot and figures.
 
     Args:
-        index: this worker's shard number.
         ring: the ring to consume (this process is its only consumer).
-        spool: where to write rejects, msgpack batches of ledger reject
-            records in line order (:mod:`shardpay.rejects`): an open file
-            descriptor (left open; the engine passes unnamed temporary
-            files) or a path.
+        spool: where to append rejects, raw ledger records in line order: an
+            open file descriptor (left open; the engine passes unnamed
+            temporary files) or a path.
         stop: an Event set on the first reject when ``strict``.
         strict: ``--strict``.
         conn: where to answer a mark frame (:class:`shardpay.engine.Engine`
@@ -108,25 +102,20 @@ def run_worker(index: int, ring: Ring, spool: int | str, stop: Any, strict: bool
 
     Returns:
         :meth:`Shard.final_figures`.
+
+    Raises:
+        ValueError: a malformed frame. RingError: the reader is gone.
     """
-    fault = os.environ.get("SHARDPAY_TEST_FAULT", "")
     shard = Shard()
     with open(spool, "wb", closefd=not isinstance(spool, int)) as spool_file:
-        while True:
-            frame = ring.recv()
-            if frame is None:
-                break
-            if fault == f"worker-{index}-raise":
-                raise RuntimeError(f"injected fault in worker {index}")
-            if frame[:1] == MARK:
+        while (frame := ring.recv()) is not None:
+            if frame[:1] == MARK_TAG:
                 spool_file.write(shard.take_rejects())
                 spool_file.flush()
-                conn.send(("mark", int.from_bytes(frame[1:9], "little"), shard.figures()))
-                continue
-            if shard.apply(frame):
+                conn.send(("mark", mark_token(frame), shard.figures()))
+            elif shard.apply(frame):
                 if strict:
                     stop.set()
-                if batch := shard.take_rejects(SPOOL_REJECTS):
-                    spool_file.write(batch)
+                spool_file.write(shard.take_rejects(SPOOL_REJECTS))
         spool_file.write(shard.take_rejects())
     return shard.final_figures(ring.blocked_seconds)

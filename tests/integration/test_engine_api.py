@@ -8,8 +8,8 @@ import random
 import pytest
 
 import shardpay
-from shardpay import model
-from shardpay.generate import generate
+from shardpay.testing import model
+from shardpay.testing.generate import generate
 from tests.conftest import FIXTURES
 
 
@@ -98,3 +98,17 @@ def test_public_names():
     assert shardpay.__all__ == sorted(shardpay.__all__)
     for name in shardpay.__all__:
         assert getattr(shardpay, name).__doc__, name
+
+
+def test_rejects_since_reads_only_what_is_new(shm_clean):
+    header = b"type,client,tx,amount\n"
+    with shardpay.Engine(workers=2) as engine:
+        engine.feed(header + b"deposit,1,1,1\nwithdrawal,1,2,5\nbogus\n")
+        rejects, cursor = engine.rejects_since()
+        assert [(r.line, r.reason) for r in rejects] == [(3, "insufficient_funds"), (4, "invalid_row")]
+        assert engine.rejects_since(cursor) == ([], cursor)
+        engine.feed(b"deposit,2,1,1\ndeposit,2,9,1\ndispute,2,7,\n")
+        rejects, cursor = engine.rejects_since(cursor)
+        assert [(r.line, r.reason) for r in rejects] == [(5, "duplicate_tx"), (7, "unknown_tx")]
+        assert [r.line for r in engine.rejects()] == [3, 4, 5, 7]
+    engine.result.close()

@@ -35,10 +35,12 @@ from pathlib import Path
 
 import pytest
 
-from shardpay import model
-from shardpay.generate import generate
+from shardpay.testing import model
+from shardpay.testing.generate import generate
 from shardpay.reader import MAX_LINE_BYTES
-from tests.conftest import run_cli, shardpay_cmd
+from tests.conftest import ROOT, run_cli, shardpay_cmd
+
+FAULT_LAUNCHER = ROOT / "tests" / "fault_launcher.py"
 
 BIG_ROWS = 1_500_000
 """Rows of the file the signal tests interrupt: a run of a few seconds on 2 cores."""
@@ -107,16 +109,19 @@ class Run:
         tmp_path: a fresh folder for this run.
         source: the input file.
         args: more command-line arguments.
-        env: extra environment variables (e.g. ``SHARDPAY_TEST_FAULT``).
+        env: extra environment variables.
+        fault: a fault to inject (``tests/fault_launcher.py``), or None.
     """
 
-    def __init__(self, tmp_path: Path, source: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp_path: Path, source: Path, *args: str, env: dict[str, str] | None = None,
+                 fault: str | None = None) -> None:
         self.tmpdir = tmp_path / "tmp"
         self.outdir = tmp_path / "out"
         self.tmpdir.mkdir()
         self.outdir.mkdir()
         self.stderr_path = tmp_path / "stderr.txt"
-        cmd = [*shardpay_cmd(), str(source), *args, "-q", "-o", str(self.outdir / "accounts.csv"),
+        program = shardpay_cmd() if fault is None else [sys.executable, str(FAULT_LAUNCHER), fault]
+        cmd = [*program, str(source), *args, "-q", "-o", str(self.outdir / "accounts.csv"),
                "--rejects", str(self.outdir / "rejects.csv"), "--stats", str(self.outdir / "stats.json")]
         full_env = dict(os.environ, TMPDIR=str(self.tmpdir), **(env or {}))
         with open(self.stderr_path, "wb") as err:  # a file: children that outlive the parent cannot block us
@@ -252,10 +257,9 @@ def test_the_console_script_reaches_main_before_importing_the_engine():
 
     The console script imports ``shardpay.cli`` (and the package) first; a
     Ctrl-C in there gets Python's default: a KeyboardInterrupt traceback, and
-    inside msgspec's decoder construction now and then a SIGSEGV or a lost
-    signal (measured: 100 of 150 SIGINTs sent in the first 0.15 s when the
-    package imported the engine eagerly). ``main`` imports the engine with the
-    signals held.
+    inside msgspec's decoder construction at times a SIGSEGV or a lost signal
+    (100 of 150 SIGINTs sent in the first 0.15 s, with a package that imports
+    the engine eagerly). ``main`` imports the engine with the signals held.
     """
     code = "import sys, shardpay.cli; print([m for m in ('shardpay.engine', 'shardpay.decode', 'msgspec') " \
            "if m in sys.modules])"
@@ -354,16 +358,17 @@ print(masks)
 def test_a_failure_half_way_through_set_up_leaves_nothing(tmp_path, monkeypatch):
     """Ring 1 of 3 cannot be created (a full /dev/shm): a one-line error, and ring 0 is removed."""
     import shardpay.engine as engine
+    import shardpay.local as local
     from shardpay.errors import RingError
 
-    real_ring = engine.Ring
+    real_ring = local.Ring
 
     def ring(ctx, name, *args, **kwargs):
         if name.endswith("-1"):
             raise OSError(28, "No space left on device")
         return real_ring(ctx, name, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "Ring", ring)
+    monkeypatch.setattr(local, "Ring", ring)
     src = tmp_path / "in.csv"
     src.write_bytes(HEADER + b"deposit,1,1,1\n")
     before = set(os.listdir("/dev/shm"))
@@ -396,8 +401,7 @@ def test_sigkill_of_the_parent_children_exit_and_memory_is_reclaimed(big_csv, tm
     unlinks the rings (its warning on stderr says how many it reclaimed), and
     the unnamed reject spools vanish with the processes.
     """
-    env = {"SHARDPAY_TEST_FAULT": "no-pdeathsig"} if mode == "own-checks" else {}
-    run = runs(tmp_path, big_csv, "--workers", "2", env=env)
+    run = runs(tmp_path, big_csv, "--workers", "2", fault="no-pdeathsig" if mode == "own-checks" else None)
     run.children(workers=2)
     time.sleep(0.5)
     segments = [n for n in os.listdir("/dev/shm") if n.startswith(f"shardpay-{run.pid}-")]
@@ -410,7 +414,7 @@ def test_sigkill_of_the_parent_children_exit_and_memory_is_reclaimed(big_csv, tm
 
 
 def test_a_worker_that_raises_reports_its_message(big_csv, tmp_path, runs):
-    run = runs(tmp_path, big_csv, "--workers", "2", env={"SHARDPAY_TEST_FAULT": "worker-1-raise"})
+    run = runs(tmp_path, big_csv, "--workers", "2", fault="worker-1-raise")
     rc, _ = run.wait(timeout=20)
     assert rc == 1
     assert one_line(run.stderr()) == (

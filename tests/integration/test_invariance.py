@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from shardpay import model
-from shardpay.generate import generate
+from shardpay.testing import model
+from shardpay.testing.generate import generate
 from tests.conftest import run_cli
 
 

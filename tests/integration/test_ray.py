@@ -54,13 +54,11 @@ def _local(path, workers, tmp_path):
 def _ray(path, workers):
     """The same three outputs from ``shardpay.process(..., backend="ray")`` in this process,
     written by the CLI's writers."""
-    from shardpay.report import finish_stats
-
     with shardpay.process(str(path), workers=workers, backend="ray") as result:
         accounts, rejects, stats = io.StringIO(), io.StringIO(), io.StringIO()
         write_accounts(accounts, result.accounts)
         write_rejects(rejects, result.rejects())
-        write_stats(stats, finish_stats(result.stats))
+        write_stats(stats, result.stats)
     return accounts.getvalue(), rejects.getvalue(), json.dumps(_counted(json.loads(stats.getvalue())), indent=2)
 
 
@@ -96,7 +94,7 @@ def test_spec_example_matches_local(local_ray, tmp_path):
 
 
 def test_generated_messy_file_matches_local(local_ray, tmp_path):
-    from shardpay.generate import main as generate
+    from shardpay.testing.generate import main as generate
 
     path = tmp_path / "messy.csv"
     generate(["200K", str(path), "--seed", "11", "--scenario", "messy"])
@@ -191,7 +189,7 @@ def test_cli_without_ray_names_the_install_command():
 
 @pytest.mark.slow
 def test_cli_ray_backend_matches_local_bytes(tmp_path):
-    from shardpay.generate import main as generate
+    from shardpay.testing.generate import main as generate
 
     path = tmp_path / "messy.csv"
     generate(["50K", str(path), "--seed", "4", "--scenario", "messy"])
@@ -209,7 +207,7 @@ def _ray_run_applying(tmp_path):
     applying a frame: ``(process, output path, pid of that actor or None)``."""
     import psutil
 
-    from shardpay.generate import main as generate
+    from shardpay.testing.generate import main as generate
 
     path = tmp_path / "uniform.csv"
     generate(["1M", str(path), "--seed", "5", "--scenario", "uniform"])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from shardpay import model
+from shardpay.testing import model
 from shardpay.serve import raise_nofile_limit
 from tests.conftest import run_cli, shardpay_cmd
 
@@ -273,21 +273,6 @@ def test_help_and_default_listen_is_loopback():
     assert out.returncode == 0 and b"127.0.0.1:7878" in out.stdout
     assert run_cli("--help").returncode == 0
     assert run_cli("serve").returncode == 2  # --journal is required
-
-
-def test_engine_reject_lines_reads_only_what_is_new(shm_clean):
-    import shardpay
-
-    with shardpay.Engine(workers=2) as engine:
-        engine.feed(HEADER + b"deposit,1,1,1\nwithdrawal,1,2,5\nbogus\n")
-        lines, cursor = engine.reject_lines()
-        assert lines == [3, 4]
-        assert engine.reject_lines(cursor) == ([], cursor)
-        engine.feed(b"deposit,2,1,1\ndeposit,2,9,1\ndispute,2,7,\n")
-        lines, cursor = engine.reject_lines(cursor)
-        assert lines == [5, 7]
-        assert [r.line for r in engine.rejects()] == [3, 4, 5, 7]
-    engine.result.close()
 
 
 def test_restart_cuts_a_torn_last_line(tmp_path):

@@ -2,7 +2,7 @@
 
 Every runner returns an :class:`Outcome`, so a property is one ``==``:
 
-* :func:`model_outcome` -- :func:`shardpay.model.run`, the oracle.
+* :func:`model_outcome` -- :func:`shardpay.testing.model.run`, the oracle.
 * :func:`cli_outcome` -- the installed ``shardpay`` console script in a
   subprocess, with ``--rejects``: the real thing, processes and rings included
   (~0.3 s a run).
@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 from typing import NamedTuple
 
-from shardpay import model
+from shardpay.testing import model
 from tests.conftest import shardpay_cmd
 
 HEADER_ERROR = "header error"
@@ -104,10 +104,9 @@ def inprocess_outcome(data: bytes, workers: int, read_size: int | None = None) -
     """The engine's stages in this process: reader, one ledger per shard, merge.
 
     :class:`shardpay.reader.Reader` decodes, claims and routes ``data`` to
-    ``workers`` shards; each shard's frames (:func:`shardpay.reader.unpack_frame`)
-    go into a :class:`shardpay.ledger.Ledger` with ``apply``, as a worker does,
-    and row by row with ``apply_one`` into a twin ledger for the reject
-    reasons; both must end equal. Accounts and rejects are merged by client
+    ``workers`` shards; each shard's frames go into a
+    :class:`shardpay.ledger.Ledger` whole, as a worker does, and row by row
+    into a twin ledger; both must give the same rejects and end equal. Accounts and rejects are merged by client
     and by line. Only public names of the reader and the ledger are used, so
     their internals may change freely.
 
@@ -118,9 +117,12 @@ def inprocess_outcome(data: bytes, workers: int, read_size: int | None = None) -
             many bytes (chunk boundaries inside lines, CRLFs and the BOM).
     """
     from shardpay.errors import InputError
+    from shardpay.codes import REASONS
     from shardpay.ledger import Ledger
     from shardpay.money import format_units
-    from shardpay.reader import Reader, unpack_frame
+    from shardpay.frames import unpack_frame
+    from shardpay.reader import Reader
+    from tests.ledger_helpers import apply_rows
 
     frames: list[list[bytes]] = [[] for _ in range(workers)]
     invalid: list = []
@@ -137,14 +139,12 @@ def inprocess_outcome(data: bytes, workers: int, read_size: int | None = None) -
     for shard in frames:
         ledger, twin = Ledger(), Ledger()
         for frame in shard:
-            columns = [list(col) for col in unpack_frame(frame)]
-            rejected = ledger.apply(*columns)
-            reasons = [(row[0], twin.apply_one(*row)) for row in zip(*columns)]
-            reasons = [(line, reason) for line, reason in reasons if reason is not None]
-            assert rejected == len(reasons), "apply() and apply_one() disagree on a frame"
-            rejects.extend(reasons)
+            whole = apply_rows(ledger, zip(*unpack_frame(frame)))
+            one_by_one = [record for row in zip(*unpack_frame(frame)) for record in apply_rows(twin, [row])]
+            assert whole == one_by_one, "a frame and its rows one by one disagree"
+            rejects.extend((record[0], REASONS[record[1]]) for record in whole)
         snapshot = [list(col) for col in ledger.snapshot()]
-        assert snapshot == [list(col) for col in twin.snapshot()], "apply() and apply_one() disagree on balances"
+        assert snapshot == [list(col) for col in twin.snapshot()], "a frame and its rows one by one disagree on balances"
         for c, a, h, lk in zip(*snapshot):
             assert c not in accounts, f"client {c} is in two shards"
             accounts[c] = (a, h, bool(lk))

@@ -1,7 +1,7 @@
 """Property 4: decoding. Any rendering of a valid row decodes to that row; one broken field is
 ``invalid_row`` for that line only; the decoder and the model's parser agree on any line.
 
-Blocks go through :func:`shardpay.decode.decode_block`, so both paths are
+Blocks go through :func:`shardpay.decode.decode_chunk`, so both paths are
 exercised: canonical rows take the msgspec fast path, messy ones the exact
 path, and a block mixing them is split into runs of each.
 """
@@ -14,10 +14,12 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 import shardpay.decode as decode_mod
-from shardpay import model
-from shardpay.decode import KIND_NAMES, Reject, decode_block, decode_line, parse_header
+from shardpay.testing import model
+from shardpay.codes import KIND_NAMES
+from shardpay.decode import decode_chunk, decode_line, parse_header
+from shardpay.rejects import Reject
 from shardpay.errors import InputError
-from tests.property.strategies import (
+from shardpay.testing.strategies import (
     AVOID_CR_ON_QUOTED_LINES,
     BAD_HEADERS,
     HEADERS,
@@ -33,10 +35,8 @@ FIRST_LINES = st.one_of(st.just(2), st.integers(2, 2**40))
 
 def decoded(block: bytes, first_line: int) -> tuple[list[tuple], list[tuple[int, str]]]:
     """``[(line, kind name, client, tx, amount)]`` and ``[(line, reason)]`` of a block."""
-    blocks, rejects = decode_block(block, first_line)
-    rows = [
-        (first + i, KIND_NAMES[r.kind], r.client, r.tx, r.amount) for first, rs in blocks for i, r in enumerate(rs)
-    ]
+    lines, rows_, rejects = decode_chunk(block, first_line)
+    rows = [(line, KIND_NAMES[r.kind], r.client, r.tx, r.amount) for line, r in zip(lines, rows_)]
     assert [line for line, *_ in rows] == sorted(line for line, *_ in rows), "rows out of line order"
     return rows, [(r.line, r.reason) for r in rejects]
 

@@ -4,7 +4,7 @@ Three layers over the same file strategy:
 
 * the installed CLI (``shardpay FILE --workers W --rejects R``) for W in
   1, 2, 3 and 5: output byte for byte and every ``(line, reason)`` equal to
-  :func:`shardpay.model.run`. Real processes, rings and merge; ~1.3 s an
+  :func:`shardpay.testing.model.run`. Real processes, rings and merge; ~1.3 s an
   example, so few examples (see tests/conftest.py for the budgets).
 * :func:`shardpay.engine.run` (the library API), processes forked from this
   one, also checking each reported reject row's columns;
@@ -24,7 +24,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.property.harness import cli_outcome, inprocess_outcome, library_outcome, model_outcome
-from tests.property.strategies import transaction_files
+from shardpay.testing.strategies import transaction_files
 
 WORKER_COUNTS = (1, 2, 3, 5)
 

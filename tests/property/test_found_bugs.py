@@ -1,9 +1,9 @@
 """Inputs on which the engine and the model once disagreed, shrunk by hypothesis, kept as tests.
 
 Each runs through the installed CLI (workers 1 and 3) and through the
-in-process stages, against :func:`shardpay.model.run`. An open engine bug is
+in-process stages, against :func:`shardpay.testing.model.run`. An open engine bug is
 ``xfail(strict=True)`` here (with an ``AVOID_*`` switch in
-:mod:`tests.property.strategies` keeping the properties off it): the suite
+:mod:`shardpay.testing.strategies` keeping the properties off it): the suite
 stays green while it is open and turns red the day it is fixed, so the marker
 and the switch get removed. Every bug below is fixed; they stay as regressions.
 """
@@ -14,13 +14,15 @@ import tempfile
 
 import pytest
 
-from shardpay.decode import Reject, decode_line
+from shardpay.decode import decode_line
+from shardpay.rejects import Reject
 from tests.property.harness import cli_outcome, inprocess_outcome, model_outcome
 
 H = b"type,client,tx,amount\n"
 
-# Found by test_engine_stages_equal_model; fixed in 255e829 (decode.split_fields turns a
-# CR into a space before the csv module). SPEC ignores whitespace around every field.
+# Shrunk examples of test_engine_stages_equal_model, kept as regressions: a CR next to a
+# field on a line that holds a quote (the csv module refuses a CR in an unquoted field;
+# decode.split_fields makes it a space first). SPEC ignores whitespace around every field.
 
 CASES = [
     pytest.param(
@@ -32,7 +34,7 @@ CASES = [
         id="cr-after-tx-duplicate-hidden",  # the first shrunk failure: duplicate_tx reported as invalid_row
     ),
     pytest.param(H + b'dispute,0\r,"0"\n', id="cr-in-dispute-client"),
-    # Fixed in 731d2f6 ("Decode: ignore any whitespace around quoted fields..."): kept as regressions.
+    # Any whitespace around a quoted field, and before the header, is ignored too.
     pytest.param(H + b'deposit,\t"1",1,1\n', id="tab-before-opening-quote"),
     pytest.param("\u00a0\u3000\n".encode() + H + b"deposit,1,1,1\n", id="non-ascii-whitespace-line-before-header"),
 ]

@@ -6,13 +6,13 @@ CR, NUL, exponents, signs, non-breaking spaces, numbers at their limits),
 lines of raw binary, invalid UTF-8, and whole files of arbitrary bytes. Two
 properties:
 
-* the decoder: :func:`shardpay.decode.decode_block` (the msgspec fast path,
+* the decoder: :func:`shardpay.decode.decode_chunk` (the msgspec fast path,
   falling back line by line) gives exactly what :func:`shardpay.decode.decode_line`
   (the exact path) gives for each line: the same rows on the same lines,
   the same rejects with the same details;
 * the whole engine: :func:`shardpay.engine.run` with real processes and
   rings gives the output and every ``(line, reason)`` of
-  :func:`shardpay.model.run`, or a fatal header error exactly when the model
+  :func:`shardpay.testing.model.run`, or a fatal header error exactly when the model
   has one.
 
 Budgets follow the hypothesis profile (``tests/conftest.py``): bounded under
@@ -29,10 +29,12 @@ import tempfile
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from shardpay import engine, model
-from shardpay.decode import Reject, decode_block, decode_line
+from shardpay import engine
+from shardpay.testing import model
+from shardpay.decode import decode_chunk, decode_line
+from shardpay.rejects import Reject
 from shardpay.errors import InputError
-from tests.property import strategies
+from shardpay.testing import strategies
 
 TYPES = ("deposit", "withdrawal", "dispute", "resolve", "chargeback")
 NUMBERS = ("0", "00", "007", "1", "65535", "65536", "4294967295", "4294967296", "1.0", "1e3", "1E3", "-1",
@@ -76,22 +78,13 @@ LINE = st.one_of(
 """One line's bytes, without its LF."""
 
 
-def _rows(blocks: list) -> list[tuple[int, int, int, int, int]]:
-    """``(line, kind, client, tx, amount)`` of decoded rows; amount 0 for disputes and the like."""
-    out = []
-    for first, rows in blocks:
-        for i, r in enumerate(rows):
-            out.append((first + i, r.kind, r.client, r.tx, r.amount))
-    return out
-
-
 @settings(max_examples=settings().max_examples * 5)  # pure function: ~2 ms an example
 @given(lines=st.lists(LINE, max_size=40), first=st.integers(1, 10**9))
 @example(lines=[b"deposit,1,1,1", b"deposit,1,2,0", b"deposit,1,3,1"], first=2)
 @example(lines=[b"deposit,1,1,1\x00", b"\xff\xfe", b'deposit,1,2,"1'], first=2)
-def test_decode_block_equals_the_exact_path_line_by_line(lines, first):
+def test_decode_chunk_equals_the_exact_path_line_by_line(lines, first):
     block = b"".join(line + b"\n" for line in lines)
-    blocks, rejects = decode_block(block, first)
+    lines_, rows, rejects = decode_chunk(block, first)
     want_rows, want_rejects = [], []
     for i, raw in enumerate(lines):
         row = decode_line(raw, first + i)
@@ -99,7 +92,7 @@ def test_decode_block_equals_the_exact_path_line_by_line(lines, first):
             want_rejects.append(row)
         elif row is not None:
             want_rows.append((first + i, row.kind, row.client, row.tx, row.amount))
-    assert _rows(blocks) == want_rows
+    assert [(line, r.kind, r.client, r.tx, r.amount) for line, r in zip(lines_, rows)] == want_rows
     assert rejects == want_rejects
 
 

@@ -6,9 +6,9 @@ disputes, resolves and chargebacks aimed where bugs live: few clients,
 amounts at the limits, references to recent deposits, withdrawals, other
 clients' deposits, unknown and later ids, ids lower than the last one stored
 (the ledger keeps those elsewhere), charged-back deposits. Rows go in one at
-a time (``apply_one``) or as a batch (``apply``).
+a time or as a batch (one frame).
 
-Every outcome is compared with :class:`shardpay.model.Ledger` (the oracle),
+Every outcome is compared with :class:`shardpay.testing.model.Ledger` (the oracle),
 and after every step, for every account:
 
 * ``total == available + held`` (the snapshot's rows against the oracle's
@@ -19,8 +19,8 @@ and after every step, for every account:
 * a locked account never changes again (balances frozen at the chargeback);
 * a charged-back deposit can never be disputed, resolved or charged back again.
 
-The ledger is used only through ``apply``, ``apply_one``, ``snapshot``,
-``available``, ``held`` and ``locked``: its internals are free to change.
+The ledger is used only through its public interface (``apply_frame``,
+``take_rejects``, ``account``, ``snapshot``): its internals are free to change.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from shardpay import model
-from shardpay.decode import CHARGEBACK, DEPOSIT, DISPUTE, KIND_NAMES, RESOLVE, WITHDRAWAL
-from shardpay.ledger import DUPLICATE, Ledger
-from tests.property.strategies import U32_MAX, amounts
+from shardpay.testing import model
+from shardpay.codes import CHARGEBACK, DEPOSIT, DISPUTE, DUPLICATE, KIND_NAMES, RESOLVE, WITHDRAWAL
+from shardpay.ledger import Ledger
+from tests.ledger_helpers import account, apply_one, apply_rows
+from shardpay.testing.strategies import U32_MAX, amounts
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 CLIENTS = st.sampled_from([1, 2, 0, 65535])
@@ -147,18 +148,18 @@ class LedgerMachine(RuleBasedStateMachine):
         return (0, 0, False) if acct is None else (acct.available, acct.held, acct.locked)
 
     def _account(self, client: int) -> tuple[int, int, bool]:
-        return self.ledger.available[client], self.ledger.held[client], bool(self.ledger.locked[client])
+        return account(self.ledger, client)
 
     @rule(kind=MONEY, client=CLIENTS, sel=SELECTORS, amount=amounts())
     def money_row(self, kind, client, sel, amount):
         row = self._row(kind, client, sel, amount)
-        got = self.ledger.apply_one(*row)
+        got = apply_one(self.ledger, *row)
         assert got == self._oracle_apply(row), row
 
     @rule(kind=REFERENCES, client=CLIENTS, sel=SELECTORS)
     def reference_row(self, kind, client, sel):
         row = self._row(kind, client, sel, 0)
-        got = self.ledger.apply_one(*row)
+        got = apply_one(self.ledger, *row)
         assert got == self._oracle_apply(row), row
 
     @rule(
@@ -177,9 +178,8 @@ class LedgerMachine(RuleBasedStateMachine):
             row = self._row(kind, client, sel, amount if kind <= WITHDRAWAL else 0)
             resolved.append(row)
             reasons.append(self._oracle_apply(row))
-        columns = [list(col) for col in zip(*resolved)]
-        rejected = self.ledger.apply(*columns)
-        assert rejected == sum(r is not None for r in reasons), (resolved, reasons)
+        records = apply_rows(self.ledger, resolved)
+        assert len(records) == sum(r is not None for r in reasons), (resolved, reasons)
 
     @rule(kind=REFERENCES, sel=SELECTORS)
     def reference_to_charged_back(self, kind, sel):
@@ -190,7 +190,7 @@ class LedgerMachine(RuleBasedStateMachine):
         before = self._account(client)
         self.line += 1
         row = (self.line, kind, client, tx, 0)
-        got = self.ledger.apply_one(*row)
+        got = apply_one(self.ledger, *row)
         assert got is not None
         assert got == self._oracle_apply(row)
         assert self._account(client) == before
@@ -227,8 +227,9 @@ class LedgerMachine(RuleBasedStateMachine):
             if state == "disputed":
                 disputed[client] = disputed.get(client, 0) + amount
         for c in self.clients:
-            assert self.ledger.held[c] >= 0
-            assert self.ledger.held[c] == disputed.get(c, 0), c
+            held = self._account(c)[1]
+            assert held >= 0
+            assert held == disputed.get(c, 0), c
 
     @invariant()
     def locked_accounts_never_change(self):

@@ -1,31 +1,18 @@
 """The decoder: fast path and exact path agree, every invalid field is rejected."""
 
-import io
-
 import msgspec
 import pytest
 
-from shardpay.decode import (
-    CHARGEBACK,
-    DEPOSIT,
-    DISPUTE,
-    RESOLVE,
-    WITHDRAWAL,
-    Reject,
-    _is_clean,
-    decode_block,
-    decode_line,
-    parse_header,
-)
+from shardpay.codes import CHARGEBACK, DEPOSIT, DISPUTE, RESOLVE, WITHDRAWAL
+from shardpay.decode import _is_clean, decode_chunk, decode_line, parse_header
 from shardpay.errors import InputError
-from shardpay.columns import chunk_columns
-from shardpay.reader import Reader, unpack_frame
+from shardpay.rejects import Reject
 
 
 def rows_of(data: bytes, first_line: int = 2):
     """[(line, kind, client, tx, amount)] and [(line, detail)] of a block."""
-    blocks, rejects = decode_block(data, first_line)
-    rows = [(first + i, r.kind, r.client, r.tx, r.amount) for first, rs in blocks for i, r in enumerate(rs)]
+    lines, decoded, rejects = decode_chunk(data, first_line)
+    rows = [(line, r.kind, r.client, r.tx, r.amount) for line, r in zip(lines, decoded)]
     return rows, [(r.line, r.detail) for r in rejects]
 
 
@@ -196,114 +183,6 @@ def test_bad_header_is_fatal_and_names_both(header):
         parse_header(header)
 
 
-def _rows(frames: list[list[bytes]]) -> list[tuple]:
-    """Every row of every shard's frames, as (line, kind, client, tx, amount), sorted."""
-    return sorted(row for shard in frames for frame in shard for row in zip(*unpack_frame(frame)))
-
-
-def read_frames(data: bytes, workers: int = 1, chunk_bytes: int | None = None):
-    frames = [[] for _ in range(workers)]
-    rejects = []
-    r = Reader(io.BytesIO(data), [f.append for f in frames], rejects.extend, chunk_bytes=chunk_bytes)
-    r.run()
-    return frames, [(x.line, x.reason) for x in rejects], r
-
-
-def read_all(data: bytes, workers: int = 1):
-    frames, rejects, r = read_frames(data, workers)
-    return _rows(frames), rejects, r
-
-
-def test_reader_bom_header_and_line_numbers():
-    data = b"\xef\xbb\xbf\n\ntype,client,tx,amount\r\ndeposit,1,1,1\r\n\r\ndeposit,2,2,2"
-    rows, rejects, r = read_all(data)
-    assert rows == [(4, DEPOSIT, 1, 1, 10000), (6, DEPOSIT, 2, 2, 20000)]
-    assert r.rows == 2 and rejects == []
-
-
-def test_reader_empty_and_header_only():
-    assert read_all(b"")[0] == [] and read_all(b"\n\n")[0] == []
-    assert read_all(b"type,client,tx,amount\n")[0] == []
-
-
-def test_reader_bad_header():
-    with pytest.raises(InputError):
-        read_all(b"\nfoo,bar\ndeposit,1,1,1\n")
-
-
-def test_reader_claims_tx_ids_and_marks_duplicates():
-    from shardpay.ledger import DUPLICATE
-
-    data = b"type,client,tx,amount\ndeposit,1,1,1\nwithdrawal,2,1,1\ndispute,1,1,\ndeposit,1,2,0\ndeposit,3,2,1\n"
-    rows, rejects, _ = read_all(data, workers=3)
-    kinds = {line: kind for line, kind, *_ in rows}
-    assert kinds == {2: DEPOSIT, 3: WITHDRAWAL + DUPLICATE, 4: DISPUTE, 6: DEPOSIT}
-    assert rejects == [(5, "invalid_row")]  # an invalid row claims nothing
-
-
-def test_reader_routes_each_client_to_one_shard():
-    data = b"type,client,tx,amount\n" + b"".join(b"deposit,%d,%d,1\n" % (i % 50, i) for i in range(1000))
-    frames = [[] for _ in range(4)]
-    Reader(io.BytesIO(data), [f.append for f in frames], list).run()
-    owner = {}
-    for s, shard in enumerate(frames):
-        for frame in shard:
-            for c in unpack_frame(frame)[2]:
-                assert owner.setdefault(c, s) == s
-    assert len(set(owner.values())) == 4
-
-
-def test_frame_round_trip_and_malformed_frames():
-    from shardpay.ledger import DUPLICATE
-    from shardpay.reader import pack_frame
-    from shardpay.worker import MARK
-
-    columns = (range(7, 10), bytearray([DEPOSIT, WITHDRAWAL + DUPLICATE, DISPUTE]), [0, 65535, 12],
-               [2**32 - 1, 0, 5], [2**63 - 1, 1, 0])
-    frame = pack_frame(*columns)
-    assert frame[:1] != MARK  # a worker tells data frames from marks by the first byte
-    got = unpack_frame(frame)
-    assert [list(c) for c in got] == [list(c) for c in columns]
-    assert list(zip(*unpack_frame(pack_frame([], b"", [], [], [])))) == []
-    for bad in (frame[:-1], frame + b"\0", MARK + frame[1:], b"", frame[:3]):
-        with pytest.raises(ValueError, match="not a shard frame"):
-            unpack_frame(bad)
-    with pytest.raises(OverflowError):
-        pack_frame([1], b"\0", [1], [2**32], [1])
-
-
-def test_reader_chunk_size_changes_frames_not_rows():
-    from shardpay.ledger import DUPLICATE
-
-    lines = [b"type,client,tx,amount"]
-    for i in range(1, 400):
-        kind = (b"deposit", b"withdrawal", b"dispute")[i % 3]
-        amount = b"" if kind == b"dispute" else b"%d.%d" % (i, i % 7)
-        lines.append(b"%s,%d,%d,%s" % (kind, i % 37, i if kind != b"dispute" else i - 2, amount))
-    lines[50] = b"deposit,1,x,1"  # invalid: rejected whatever the chunking
-    lines[90] = b"deposit,2,3,1"  # a duplicate tx id, claimed in an earlier chunk
-    data = b"\n".join(lines) + b"\n"
-    results = []
-    for size in (None, 97, 4096):
-        frames, rejects, _ = read_frames(data, 2, size)
-        results.append((_rows(frames), rejects, sum(map(len, frames))))
-    assert results[0][:2] == results[1][:2] == results[2][:2]
-    assert (51, "invalid_row") in results[0][1]
-    assert any(row[0] == 91 and row[1] >= DUPLICATE for row in results[0][0])
-    assert results[1][2] > results[2][2] >= 2  # smaller chunks, more frames
-
-
-def test_reader_rejects_overlong_line_without_holding_it(monkeypatch):
-    import shardpay.reader as reader_mod
-
-    monkeypatch.setattr(reader_mod, "MAX_LINE_BYTES", 1000)
-    monkeypatch.setattr(reader_mod, "CHUNK_BYTES", 256)
-    data = b"type,client,tx,amount\ndeposit,1,1,1\ndispute,1,1," + b"9" * 5000 + b"\ndeposit,1,2,1\n"
-    rows, rejects, _ = read_all(data)
-    assert [r[0] for r in rows] == [2, 4]
-    assert rejects == [(3, "invalid_row")]
-
-
 def test_huge_numbers_with_leading_zeros():
     block = b"deposit," + b"0" * 5000 + b"1,2,3\ndeposit,1," + b"9" * 5000 + b",1\n"
     rows, rejects = rows_of(block, 2)
@@ -311,71 +190,3 @@ def test_huge_numbers_with_leading_zeros():
     assert rejects[0][0] == 3 and "tx '999" in rejects[0][1] and len(rejects[0][1]) < 100
 
 
-def _fed(data: bytes, cuts: list[int], workers: int = 2):
-    frames = [[] for _ in range(workers)]
-    rejects = []
-    r = Reader(None, [f.append for f in frames], rejects.extend)
-    prev = 0
-    for cut in sorted(cuts) + [len(data)]:
-        r.feed(data[prev:cut])
-        prev = max(prev, cut)
-    r.finish()
-    return _rows(frames), [(x.line, x.reason, x.detail) for x in rejects]
-
-
-FEED_SAMPLE = (
-    b"\xef\xbb\xbf\r\ntype,client,tx,amount\r\n" + CLEAN + b"deposit, 5 ,9,1\n\n" + b"dispute,1,1," + b"x" * 3000
-    + b"\nwithdrawal,2,2,1\ndeposit,\xff,1,1\nresolve,1,1"
-)
-
-
-def test_feed_in_any_chunking_equals_run(monkeypatch):
-    import shardpay.reader as reader_mod
-    from hypothesis import given, strategies as st
-
-    monkeypatch.setattr(reader_mod, "MAX_LINE_BYTES", 1000)
-    want_rows, want_rejects, _ = read_all(FEED_SAMPLE, workers=2)
-    want = (want_rows, want_rejects)
-    assert _fed(FEED_SAMPLE, list(range(len(FEED_SAMPLE))))[0] == want_rows  # one byte at a time
-
-    @given(st.lists(st.integers(0, len(FEED_SAMPLE)), max_size=30))
-    def any_cuts(cuts):
-        rows, rejects = _fed(FEED_SAMPLE, cuts)
-        assert (rows, [(line, reason) for line, reason, _ in rejects]) == want
-        assert any("longer than the 1000-byte limit" in d for _, _, d in rejects)
-
-    any_cuts()
-
-
-def test_tx_claims_match_a_plain_set_rising_and_random():
-    import random
-
-    from shardpay.decode import Deposit, Dispute, Withdrawal
-    from shardpay.ledger import DUPLICATE
-
-    rng = random.Random(3)
-    reader = Reader(None, [lambda f: None], list)
-    seen: set[int] = set()
-    next_tx = 0
-    for _ in range(300):
-        block, want = [], []
-        for _ in range(rng.randrange(1, 25)):
-            mode = rng.random()
-            if mode < 0.5:
-                next_tx += rng.randrange(1, 3)
-                tx = next_tx  # rising
-            elif mode < 0.8:
-                tx = rng.randrange(2**32)  # sparse
-            else:
-                tx = rng.choice(sorted(seen)) if seen and rng.random() < 0.7 else rng.randrange(50)
-            cls = rng.choice([Deposit, Withdrawal, Dispute])
-            row = cls(1, tx, 5) if cls is not Dispute else cls(1, tx)
-            block.append(row)
-            if cls is Dispute:
-                want.append(row.kind)
-            else:
-                want.append(row.kind + DUPLICATE if tx in seen else row.kind)
-                seen.add(tx)
-        cols = chunk_columns(range(len(block)), block)
-        reader._claim(cols)
-        assert cols.kinds.tolist() == want

@@ -13,9 +13,11 @@ import sys
 
 import pytest
 
-from shardpay import model
-from shardpay.decode import CHARGEBACK, DEPOSIT, DISPUTE, KIND_NAMES, RESOLVE, WITHDRAWAL
-from shardpay.ledger import DUPLICATE, REASONS, TABLE_LOAD, TABLE_MIX, TABLE_SIZES, Ledger
+from shardpay.testing import model
+from shardpay.codes import CHARGEBACK, DEPOSIT, DISPUTE, KIND_NAMES, RESOLVE, WITHDRAWAL
+from shardpay.codes import DUPLICATE, REASONS
+from shardpay.ledger import TABLE_LOAD, TABLE_MIX, TABLE_SIZES, Ledger
+from tests.ledger_helpers import apply_one
 
 U = 10_000
 U32_MAX = 2**32 - 1
@@ -27,7 +29,7 @@ def _rows(lines, kinds, clients, txs, amounts):
 
 def test_out_of_order_deposits_then_dispute_resolve_chargeback_across_calls():
     lg = Ledger()
-    lg.apply_one(2, DEPOSIT, 1, 4_000_000_000, 5 * U)  # rising store: the largest id first
+    apply_one(lg, 2, DEPOSIT, 1, 4_000_000_000, 5 * U)  # rising store: the largest id first
     # out of order, three of them at the last home position of the first
     # table (tx * TABLE_MIX % size == size - 1): their probes wrap to its start
     size = TABLE_SIZES[0]
@@ -41,25 +43,25 @@ def test_out_of_order_deposits_then_dispute_resolve_chargeback_across_calls():
     # tx 0's home, position 0, was taken by the wrapped probes: it goes next
     assert [k >> 32 for k in table[-1:] + table[:3]] == same_bucket + [0]
     assert sum(1 for k in table if k) == 4
-    assert lg.apply_one(7, DISPUTE, 1, same_bucket[0]) is None
+    assert apply_one(lg, 7, DISPUTE, 1, same_bucket[0]) is None
     assert (lg.available[1], lg.held[1]) == (8 * U, 2 * U)
-    assert lg.apply_one(8, DISPUTE, 1, same_bucket[0]) == "already_disputed"
-    assert lg.apply_one(9, DISPUTE, 1, same_bucket[2]) == "not_disputable"  # a withdrawal
-    assert lg.apply_one(10, DISPUTE, 2, same_bucket[0]) == "unknown_tx"  # another client's deposit
-    assert lg.apply_one(11, DISPUTE, 1, 5 * size + last) == "unknown_tx"  # same home, never stored
-    assert lg.apply_one(12, RESOLVE, 1, same_bucket[0]) is None
-    assert lg.apply_one(13, RESOLVE, 1, same_bucket[0]) == "not_disputed"
-    assert lg.apply_one(14, DISPUTE, 2, same_bucket[1]) is None
-    assert lg.apply_one(15, CHARGEBACK, 2, same_bucket[1]) is None
+    assert apply_one(lg, 8, DISPUTE, 1, same_bucket[0]) == "already_disputed"
+    assert apply_one(lg, 9, DISPUTE, 1, same_bucket[2]) == "not_disputable"  # a withdrawal
+    assert apply_one(lg, 10, DISPUTE, 2, same_bucket[0]) == "unknown_tx"  # another client's deposit
+    assert apply_one(lg, 11, DISPUTE, 1, 5 * size + last) == "unknown_tx"  # same home, never stored
+    assert apply_one(lg, 12, RESOLVE, 1, same_bucket[0]) is None
+    assert apply_one(lg, 13, RESOLVE, 1, same_bucket[0]) == "not_disputed"
+    assert apply_one(lg, 14, DISPUTE, 2, same_bucket[1]) is None
+    assert apply_one(lg, 15, CHARGEBACK, 2, same_bucket[1]) is None
     assert (lg.available[2], lg.held[2], lg.locked[2]) == (0, 0, 1)
-    assert lg.apply_one(16, DISPUTE, 1, 0) is None  # tx 0, the lowest id
-    assert lg.apply_one(17, CHARGEBACK, 1, 0) is None
+    assert apply_one(lg, 16, DISPUTE, 1, 0) is None  # tx 0, the lowest id
+    assert apply_one(lg, 17, CHARGEBACK, 1, 0) is None
     assert (lg.available[1], lg.held[1], lg.locked[1]) == (6 * U, 0, 1)
 
 
 def test_lookup_in_the_same_call_as_the_store():
     lg = Ledger()
-    lg.apply_one(2, DEPOSIT, 1, 1000, U)
+    apply_one(lg, 2, DEPOSIT, 1, 1000, U)
     lg.apply(*_rows(range(3, 8), [DEPOSIT, DISPUTE, RESOLVE, DISPUTE, CHARGEBACK],
                     [1, 1, 1, 1, 1], [500, 500, 500, 500, 500], [2 * U, 0, 0, 0, 0]))
     assert lg.rejects == []
@@ -68,15 +70,15 @@ def test_lookup_in_the_same_call_as_the_store():
 
 def test_u32_limit_ids_and_ids_that_share_their_low_bits():
     lg = Ledger()
-    lg.apply_one(2, DEPOSIT, 3, U32_MAX, U)
+    apply_one(lg, 2, DEPOSIT, 3, U32_MAX, U)
     ids = [k << 16 for k in range(1000)]  # the same low 16 bits, stored in random order
     random.Random(1).shuffle(ids)
     lg.apply(*_rows(range(3, 1003), [DEPOSIT] * 1000, [3] * 1000, ids, [1] * 1000))
     homes = {tx * TABLE_MIX % TABLE_SIZES[0] for tx in ids}
     assert len(homes) == 1000  # a prime size spreads them over the table
     for line, tx in enumerate(ids[::7], 2000):
-        assert lg.apply_one(line, DISPUTE, 3, tx) is None
-    assert lg.apply_one(3000, DISPUTE, 3, U32_MAX) is None
+        assert apply_one(lg, line, DISPUTE, 3, tx) is None
+    assert apply_one(lg, 3000, DISPUTE, 3, U32_MAX) is None
     assert lg.held[3] == len(ids[::7]) + U
 
 
@@ -136,7 +138,7 @@ def test_out_of_order_store_grows_by_at_most_40_bytes_a_transaction():
     """issue 9: <= 40 bytes per stored deposit; lookups reach every table, the oldest included."""
     r = random.Random(2)
     lg = Ledger()
-    lg.apply_one(1, DEPOSIT, 1, U32_MAX, 1)
+    apply_one(lg, 1, DEPOSIT, 1, U32_MAX, 1)
     n = 100_000
     txs = r.sample(range(U32_MAX), 3 * n)  # distinct, as the reader's claim makes them
     clients = [r.randrange(65536) for _ in range(3 * n)]
@@ -157,7 +159,7 @@ def test_out_of_order_store_grows_by_at_most_40_bytes_a_transaction():
             continue
         seen.add(clients[i])
         held = lg.held[clients[i]]
-        assert lg.apply_one(3 * n + i, DISPUTE, clients[i], txs[i]) is None
+        assert apply_one(lg, 3 * n + i, DISPUTE, clients[i], txs[i]) is None
         assert lg.held[clients[i]] == held + amounts[i]
 
 
@@ -180,11 +182,11 @@ def test_rising_store_lookups_across_stride_blocks_and_calls(first_call):
     line = 10_000
     for tx in ids[::3]:  # each one a deposit of U: a dispute moves U to held
         line += 1
-        assert lg.apply_one(line, DISPUTE, 4, tx) is None
+        assert apply_one(lg, line, DISPUTE, 4, tx) is None
     assert lg.held[4] == len(ids[::3]) * U
     for tx in [0, 99, 100, ids[-1] + 1] + [t + 1 for t in ids[::5] if t + 1 not in stored]:
         line += 1
-        assert lg.apply_one(line, DISPUTE, 4, tx) == "unknown_tx"
+        assert apply_one(lg, line, DISPUTE, 4, tx) == "unknown_tx"
 
 
 def test_older_tables_when_the_rising_store_holds_most():
@@ -205,10 +207,10 @@ def test_older_tables_when_the_rising_store_holds_most():
     line += len(low) + 1
     for tx in (low[1], low[limit - 1], low[limit], low[-1]):  # both tables, their edges
         line += 1
-        assert lg.apply_one(line, DISPUTE, 6, tx) is None
+        assert apply_one(lg, line, DISPUTE, 6, tx) is None
     assert lg.held[6] == 10
-    assert lg.apply_one(line + 1, DISPUTE, 6, limit + 100) == "unknown_tx"  # in neither
-    assert lg.apply_one(line + 2, DISPUTE, 5, low[2]) == "unknown_tx"  # another client's
+    assert apply_one(lg, line + 1, DISPUTE, 6, limit + 100) == "unknown_tx"  # in neither
+    assert apply_one(lg, line + 2, DISPUTE, 5, low[2]) == "unknown_tx"  # another client's
 
 
 def test_table_sizes_are_rising_primes_within_the_u32_range():
@@ -237,7 +239,7 @@ def test_consecutive_out_of_order_ids_do_not_make_long_probe_runs(order):
     """A run of consecutive ids (an old batch replayed below the largest id, or a
     second rising source) is spread over the table: misses stay short."""
     lg = Ledger()
-    lg.apply_one(1, DEPOSIT, 1, U32_MAX, 1)
+    apply_one(lg, 1, DEPOSIT, 1, U32_MAX, 1)
     limit = TABLE_SIZES[0] * TABLE_LOAD[0] // TABLE_LOAD[1]
     if order == "two sources":
         ids = [tx for pair in zip(range(1000, 1000 + limit // 2), range(10**9, 10**9 + limit // 2)) for tx in pair]
@@ -246,5 +248,5 @@ def test_consecutive_out_of_order_ids_do_not_make_long_probe_runs(order):
     lg.apply(range(len(ids)), [DEPOSIT] * len(ids), [2] * len(ids), ids, [1] * len(ids))
     assert lg.rejects == [] and len(lg.tables) == 1
     assert _longest_run(lg.tables[0]) < 100  # tx % size alone: one run of ~5,000
-    assert lg.apply_one(10**6, DISPUTE, 2, ids[len(ids) // 2]) is None
-    assert lg.apply_one(10**6 + 1, DISPUTE, 2, 999) == "unknown_tx"
+    assert apply_one(lg, 10**6, DISPUTE, 2, ids[len(ids) // 2]) is None
+    assert apply_one(lg, 10**6 + 1, DISPUTE, 2, 999) == "unknown_tx"

@@ -1,4 +1,4 @@
-"""The reference model (shardpay.model) against the fixtures, and the data generator."""
+"""The reference model (shardpay.testing.model) against the fixtures, and the data generator."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shardpay import generate, model
+from shardpay.testing import generate, model
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CASES = sorted(
@@ -262,7 +262,7 @@ def test_generator_cli_matches_the_function(tmp_path: Path) -> None:
     assert generate.main(["2K", str(out), "--seed", "4", "--scenario", "messy"]) == 0
     assert out.read_bytes() == generated(2000, 4, "messy")
     piped = subprocess.run(
-        [sys.executable, "-m", "shardpay.generate", "2000", "-", "--seed", "4", "--clients", "100"],
+        [sys.executable, "-m", "shardpay.testing.generate", "2000", "-", "--seed", "4", "--clients", "100"],
         capture_output=True,
         check=True,
         timeout=60,

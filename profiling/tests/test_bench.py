@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from conftest import ROOT
 
 TOOL = ROOT / "profiling" / "bench.py"
 

@@ -11,9 +11,9 @@ import re
 import subprocess
 import sys
 
-from shardpay.generate import generate
+from shardpay.testing.generate import generate
 
-from tests.conftest import ROOT
+from conftest import ROOT
 
 TOOL = ROOT / "profiling" / "worker_stage.py"
 LEDGER = ROOT / "shardpay" / "ledger.py"
@@ -39,8 +39,8 @@ def _variant(tmp_path, name: str, old: str, new: str) -> str:
 
 
 def test_renumbered_states_give_the_same_digest(tmp_path):
-    renumbered = _variant(tmp_path, "renumbered.py", "SETTLED, DISPUTED, CHARGED_BACK, WITHDRAWN = range(4)",
-                          "CHARGED_BACK, WITHDRAWN, SETTLED, DISPUTED = range(4)")
+    renumbered = _variant(tmp_path, "renumbered.py", "from .money import MAX_UNITS, MIN_UNITS\n",
+                          "from .money import MAX_UNITS, MIN_UNITS\n\nCHARGED_BACK, WITHDRAWN, SETTLED, DISPUTED = range(4)\n")
     r = _stage(tmp_path, str(LEDGER), renumbered)
     assert r.returncode == 0, r.stderr
     assert "shard 1 of 2" in r.stdout and "digests equal" in r.stdout

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m shardpay.generate ROWS OUT --seed S [--scenario NAME] [--clients N]
+    shardpay generate ROWS OUT --seed S [--scenario NAME] [--clients N]
 
 ``ROWS`` is a count like ``2000000``, ``2M`` or ``200K``; ``OUT`` is a path or
 ``-`` for standard output. The same arguments always give the same bytes.
@@ -366,7 +366,7 @@ class _Messer:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m shardpay.generate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="shardpay generate", description=__doc__.split("\n")[0])
     parser.add_argument("rows", type=parse_count, help="data rows: 2000000, 2M, 200K")
     parser.add_argument("out", help="output path, or - for standard output")
     parser.add_argument("--seed", type=int, default=0)

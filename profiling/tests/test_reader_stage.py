@@ -11,9 +11,9 @@ import statistics
 import subprocess
 import sys
 
-from shardpay.generate import generate
+from shardpay.testing.generate import generate
 
-from tests.conftest import ROOT
+from conftest import ROOT
 
 TOOL = ROOT / "profiling" / "reader_stage.py"
 

@@ -13,7 +13,7 @@ rendered with random whitespace, quotes and line endings, or corrupted in
 exactly one way.
 
 Nothing here computes an expected result: the oracle is
-:mod:`shardpay.model`. The strategies only decide what to write.
+:mod:`shardpay.testing.model`. The strategies only decide what to write.
 
 Public names:
 
@@ -48,13 +48,11 @@ WHITESPACE = (" ", "\t", "  ", " \t ", "\x0b", "\x0c", "\u00a0", "\u2003", "\u30
 LINE_ENDINGS = ("\n", "\r\n", "\r\r\n")
 
 AVOID_CR_ON_QUOTED_LINES = False
-"""Switch for a fixed engine bug: a CR around an unquoted field of a line that
-also held a double quote (``dispute,0\\r,"0"``) was rejected as ``invalid_row``
-(the csv module's "new-line character seen in unquoted field"); fixed in
-255e829. While it was open this was True and :func:`render_row` wrote no CR on
-a line with a quote, so the properties stayed green while the shrunk examples
-in ``test_found_bugs.py`` were strict xfails. The pattern for the next open
-bug: a switch here, a strict xfail there."""
+"""True keeps :func:`render_row` from writing a CR on a line that holds a double
+quote. The way to live with an open engine bug in one shape of input: a
+switch here keeps the properties off that shape, and the shrunk example
+stands as a strict xfail in ``tests/property/test_found_bugs.py`` until the
+fix lands."""
 
 EMPTY_LINES = ("", " ", "\t", "\r", "  \t ", "\x0b", "\u00a0", "\u3000")
 

@@ -1,10 +1,10 @@
-"""Reference model of SPEC.md: the plain, single-process oracle.
+"""Reference model of the semantics (``docs/semantics.md``): the plain, single-process oracle.
 
 Tests and benchmarks compare the engine against this module, so it is
 written to be read, not to be fast: a regex per line, dicts, and money as an
 integer count of 1/10,000 units. It imports nothing else from ``shardpay``.
 
-Where SPEC.md leaves room, the model makes these choices (the engine makes
+Where the rules leave room, the model makes these choices (the engine makes
 the same ones):
 
 * A line is a physical line: bytes up to an LF (``\\n``), numbered from 1.
@@ -36,7 +36,7 @@ the same ones):
 
 Usage::
 
-    python -m shardpay.model FILE|- [--rejects OUT.csv]   # output CSV on stdout
+    python -m shardpay.testing.model FILE|- [--rejects OUT.csv]   # output CSV on stdout
 """
 
 from __future__ import annotations
@@ -373,8 +373,8 @@ def run(data: bytes) -> Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m shardpay.model FILE|-``: print the output CSV to stdout."""
-    parser = argparse.ArgumentParser(prog="python -m shardpay.model", description=__doc__.split("\n")[0])
+    """``python -m shardpay.testing.model FILE|-``: print the output CSV to stdout."""
+    parser = argparse.ArgumentParser(prog="python -m shardpay.testing.model", description=__doc__.split("\n")[0])
     parser.add_argument("input", help="input CSV file, or - for standard input")
     parser.add_argument("--rejects", metavar="PATH", help="also write the rejects as CSV (line,reason)")
     args = parser.parse_args(argv)

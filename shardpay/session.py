@@ -1,0 +1,58 @@
+"""What the engine drives: one run's processes, whatever carries the shards' frames.
+
+Two transports implement :class:`Session`: :class:`shardpay.local.LocalSession`
+(worker processes fed over shared-memory rings, the default) and
+:class:`shardpay.ray_backend.RaySession` (Ray actors). The engine
+(:mod:`shardpay.engine`) opens one per run, reads its progress while it runs,
+and merges what :meth:`Session.wait` returns (:mod:`shardpay.result`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .rejects import Spool
+
+__all__ = ["BACKENDS", "Session"]
+
+BACKENDS = ("local", "ray")
+"""The transports, by name: ``local`` worker processes fed over shared-memory
+rings (the default, base install), or ``ray`` actors (``pip install 'shardpay[ray]'``)."""
+
+
+class Session(Protocol):
+    """One run's reader and shards.
+
+    Made with the input stream to read, or with none: then the bytes come
+    through :meth:`feed` (an :class:`shardpay.engine.Engine`).
+
+    Attributes:
+        workers: the number of shards.
+        spools: the reject spools, the reader's first, then one per shard.
+        progress: ``[bytes read, rows read]`` so far, kept current while it runs.
+    """
+
+    workers: int
+    spools: list[Spool]
+    progress: Sequence[int]
+
+    def feed(self, data: bytes) -> None:
+        """Hand the next input bytes to the reader (fed sessions); blocks while it is behind."""
+
+    def mark(self, token: int) -> dict[str, dict]:
+        """Pass mark ``token`` behind every row fed so far; each shard's figures at that
+        point, by name (``"worker 0"``, ...), the snapshot among them."""
+
+    def end(self) -> None:
+        """End a fed session's input (a last row without LF counts)."""
+
+    def wait(self, tick: Callable[[], None]) -> dict[str, dict]:
+        """Run to the end of the input; every process's final figures, by name
+        (``"reader"``, ``"worker 0"``, ...). ``tick`` is called every few
+        tenths of a second while it waits (progress, signals)."""
+
+    def close(self) -> None:
+        """Stop everything still running and free what the session made; the spools
+        too unless :meth:`wait` succeeded. Safe to call twice."""
