@@ -7,7 +7,8 @@ Usage::
 
 Needs matplotlib: ``pip install '.[profiling]'``. Each results JSON (the one
 ``bench.py`` writes beside its Markdown table) gives the charts its kind
-allows, named after it (``NAME-throughput.png`` for ``NAME.json``):
+allows, named after it (``NAME-throughput.png`` for ``NAME.json``;
+``memory.png`` for ``memory.json``):
 
 * ``-throughput``: rows/s of every ``shardpay --workers N`` command against
   the reference model's, each bar labelled with its multiple of the
@@ -96,6 +97,12 @@ def stage_ns(row: dict, rows: int) -> dict[str, float]:
     return {k: v / rows * 1e9 for k, v in seconds.items()}
 
 
+def _png(out: Path | str, kind: str) -> Path:
+    """``{out}-{kind}.png``, or ``{out}.png`` when ``out``'s name is ``kind`` already (``memory``)."""
+    out = Path(out)
+    return out.with_name(f"{out.name}.png" if out.name == kind else f"{out.name}-{kind}.png")
+
+
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, bbox_inches="tight")
@@ -151,8 +158,7 @@ def plot_throughput(report: dict, out: Path, ceilings: list[dict] | None = None)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper right", fontsize=8)
         ax.spines[["top", "right"]].set_visible(False)
-        suffix = "-throughput.png" if len(scenarios) == 1 else f"-{name}-throughput.png"
-        written.append(_save(fig, Path(f"{out}{suffix}")))
+        written.append(_save(fig, _png(out, "throughput" if len(scenarios) == 1 else f"{name}-throughput")))
     return written
 
 
@@ -188,7 +194,7 @@ def plot_stages(report: dict, out: Path) -> list[Path]:
     ax.set_title(f"Where the CPU goes, {', '.join(sorted(rows))} rows\n{_subtitle(report)}", fontsize=9)
     fig.legend(ncol=6, fontsize=8, loc="outside lower center", frameon=False, handlelength=1, columnspacing=1)
     ax.spines[["top", "right"]].set_visible(False)
-    return [_save(fig, Path(f"{out}-stages.png"))]
+    return [_save(fig, _png(out, "stages"))]
 
 
 def plot_memory(report: dict, out: Path) -> list[Path]:
@@ -218,7 +224,7 @@ def plot_memory(report: dict, out: Path) -> list[Path]:
     ax.set_title(f"Memory against stored transactions (uniform)\n{_subtitle(report)}", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     ax.spines[["top", "right"]].set_visible(False)
-    return [_save(fig, Path(f"{out}-memory.png"))]
+    return [_save(fig, _png(out, "memory"))]
 
 
 def plot_reader(report: dict, out: Path) -> list[Path]:
@@ -250,7 +256,7 @@ def plot_reader(report: dict, out: Path) -> list[Path]:
     ax.set_ylabel("million rows/s (median wall)")
     ax.set_title(f"The reader alone (decode, claim, route; workers only drain)\n{_subtitle(report)}", fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
-    return [_save(fig, Path(f"{out}-reader.png"))]
+    return [_save(fig, _png(out, "reader"))]
 
 
 def plot_report(report: dict, out: Path, ceilings: list[dict] | None = None) -> list[Path]:
