@@ -29,6 +29,9 @@ file, and a last table gives each scenario's median wall over the first's.
 into rings that N processes drain without applying anything), alternating
 with the reference model unless ``--no-model``, and gives its rows/s as a
 multiple of the reference's; there the scenarios run one after the other.
+
+``--plot`` also writes PNG charts of the results beside them
+(``profiling/plot.py``; needs matplotlib: ``pip install '.[profiling]'``).
 """
 
 from __future__ import annotations
@@ -314,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DATA, help="where generated inputs are kept (default profiling/data)")
     p.add_argument("--results", type=Path, default=RESULTS,
                    help="where the tables are written (default profiling/results)")
+    p.add_argument("--plot", action="store_true", help="also write PNG charts (profiling/plot.py; needs matplotlib)")
     a = p.parse_args(argv)
+    plot = _plotter() if a.plot else None  # before the run: a missing matplotlib fails at once
     argv = sys.argv[1:] if argv is None else argv
     workers = [int(x) for x in a.workers.split(",")]
     a.results.mkdir(parents=True, exist_ok=True)
@@ -373,7 +378,23 @@ def main(argv: list[str] | None = None) -> int:
     (a.results / f"{name}.md").write_text(text)
     (a.results / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {a.results / name}.md and .json", file=sys.stderr)
+    if plot:
+        for png in plot.plot_report(report, a.results / name):
+            print(f"wrote {png}", file=sys.stderr)
     return 0
+
+
+def _plotter():
+    """``profiling/plot.py`` as a module, or exit naming the extra that installs matplotlib."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("shardpay_bench_plot", HERE / "plot.py")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as err:
+        sys.exit(f"bench: --plot needs matplotlib ({err}): pip install '.[profiling]'")
+    return module
 
 
 if __name__ == "__main__":
