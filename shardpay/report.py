@@ -205,7 +205,9 @@ def _unlink(path: str) -> None:
 
 
 def make_progress(console: Any) -> Any:
-    """A rich Progress on ``console`` (stderr): bytes read of the input size, rows/s, elapsed.
+    """A rich Progress on ``console`` (stderr): bytes read of the input size, MB/s,
+    rows/s, elapsed, and the time left when the input's size is known (a file,
+    not a pipe).
 
     Disabled when the console is not a terminal. Data written to stdout while
     it is live stays on stdout (``redirect_stdout=False``).
@@ -217,6 +219,7 @@ def make_progress(console: Any) -> Any:
         ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
+        TimeRemainingColumn,
         TransferSpeedColumn,
     )
     from rich.text import Text
@@ -226,6 +229,12 @@ def make_progress(console: Any) -> Any:
             rows = task.fields.get("rows_per_second")
             return Text(f"{rows:,.0f} rows/s" if rows else "", style="progress.data.speed")
 
+    class _Eta(TimeRemainingColumn):
+        def render(self, task: Any) -> Text:
+            if task.total is None:  # a pipe: no size, no estimate
+                return Text("")
+            return Text("ETA ", style="progress.remaining") + super().render(task)
+
     return Progress(
         TextColumn("[bold]shardpay"),
         BarColumn(),
@@ -233,6 +242,7 @@ def make_progress(console: Any) -> Any:
         TransferSpeedColumn(),
         _Speed(),
         TimeElapsedColumn(),
+        _Eta(),
         console=console,
         disable=not console.is_terminal,
         redirect_stdout=False,
