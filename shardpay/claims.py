@@ -97,8 +97,9 @@ class Claims:
         """Every claimed id (for tests and checks)."""
         return set(self.claimed) | (set(self.table.ids().tolist()) if self.table is not None else set())
 
-    def claim(self, kinds: np.ndarray, txs: np.ndarray) -> None:
-        """Claim a chunk's tx ids in line order; mark its duplicates in ``kinds``.
+    def claim(self, kinds: np.ndarray, txs: np.ndarray) -> int:
+        """Claim a chunk's tx ids in line order; mark its duplicates in ``kinds``; return
+        how many rows it marked.
 
         Args:
             kinds: the chunk's kind codes (numpy u8, line order), changed in
@@ -109,7 +110,7 @@ class Claims:
         money = kinds <= WITHDRAWAL
         ids = txs[money]
         if not ids.size:
-            return
+            return 0
         lo, hi = int(ids.min()), int(ids.max())
         rising = lo > self._max_claimed
         if self.table is not None:  # table mode: every chunk
@@ -126,10 +127,10 @@ class Claims:
             suspects, old = self._claim_in_table(ids)
         else:  # spread, in the BitMap: claimed as they come
             suspects, old = self._add_checked(ids.tolist())
-        if suspects:
-            mark_duplicates(kinds, txs, money, suspects, old)
+        marked = mark_duplicates(kinds, txs, money, suspects, old) if suspects else 0
         if hi > self._max_claimed:
             self._max_claimed = hi
+        return marked
 
     def _claim_in_table(self, txs: np.ndarray) -> tuple[set[int], set[int]]:
         """Table mode: claim ``txs`` in :attr:`table`; return ``(suspects, old)`` as
@@ -198,18 +199,22 @@ def distinct_ids(ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, set[int]]
 
 
 def mark_duplicates(kinds: np.ndarray, txs: np.ndarray, money: np.ndarray, suspects: Collection[int],
-                    old: Collection[int]) -> None:
+                    old: Collection[int]) -> int:
     """Add ``DUPLICATE`` to the kind of each deposit/withdrawal (``money``: bool a
     row) whose id is in ``old`` (claimed before the chunk), or is in
     ``suspects`` and met on an earlier line of the chunk (SPEC "Transactions":
-    the first claims it). Visits only the rows of suspect ids, in line order."""
+    the first claims it); return how many it marked. Visits only the rows of
+    suspect ids, in line order."""
     rows = np.flatnonzero(money & np.isin(txs, np.fromiter(suspects, _U32, len(suspects))))
     seen: set[int] = set()
+    marked = 0
     for i, tx in zip(rows.tolist(), txs[rows].tolist()):
         if tx in old or tx in seen:
             kinds[i] += DUPLICATE
+            marked += 1
         else:
             seen.add(tx)
+    return marked
 
 
 class ClaimTable:

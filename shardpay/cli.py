@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any
 
 from .errors import Interrupted, OutputError, ShardpayError
-from .options import add_backend_options, add_workers_option, check_backend_options
+from .options import add_backend_options, add_decoders_option, add_workers_option, check_backend_options
 
 __all__ = ["Options", "main", "parse_args"]
 
@@ -41,6 +41,7 @@ class Options:
 
     input: str
     workers: int
+    decoders: int
     output: str | None
     rejects: str | None
     stats: str | None
@@ -52,7 +53,7 @@ class Options:
 
 def parse_args(argv: list[str] | None = None) -> Options:
     """Parse the command line; argparse exits with code 2 on a usage error."""
-    from .engine import default_workers
+    from .engine import default_decoders, default_workers
 
     p = argparse.ArgumentParser(
         prog="shardpay",
@@ -60,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
             "Turn a CSV of payment transactions (type,client,tx,amount: deposit, withdrawal, "
             "dispute, resolve, chargeback) into the balance of every client account, "
             "client,available,held,total,locked, sorted by client. Rows are spread over "
-            "worker processes by client; the output is the same for any --workers."
+            "worker processes by client; the output is the same for any --workers and --decoders."
         ),
         epilog=(
             "examples:\n"
@@ -79,6 +80,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("input", metavar="FILE", nargs="?", default="-",
                    help="transactions CSV to read, or - for standard input (the default); piped input is streamed")
     add_workers_option(p, default_workers())
+    add_decoders_option(p, default_decoders())
     p.add_argument("-o", "--output", metavar="OUT",
                    help="write accounts to OUT instead of stdout; written atomically, never half-written")
     p.add_argument("--rejects", metavar="FILE",
@@ -90,7 +92,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
     add_backend_options(p)
     a = p.parse_args(argv)
     check_backend_options(p, a)
-    return Options(input=a.input, workers=a.workers or default_workers(), output=a.output,
+    workers = a.workers or default_workers()
+    return Options(input=a.input, workers=workers, decoders=a.decoders or default_decoders(workers), output=a.output,
                    rejects=a.rejects, stats=a.stats, strict=a.strict, quiet=a.quiet,
                    backend=a.backend, ray_address=a.ray_address)
 
@@ -265,7 +268,8 @@ def _main(opts: Options) -> int:
     show = not opts.quiet
     progress = _Progress(console if show and console.is_terminal else None)
     try:
-        result = process(opts.input, workers=opts.workers, strict=opts.strict, progress=progress.tick,
+        result = process(opts.input, workers=opts.workers, decoders=opts.decoders, strict=opts.strict,
+                         progress=progress.tick,
                          backend=opts.backend, ray_address=opts.ray_address)
     finally:
         progress.stop()

@@ -1,47 +1,71 @@
-"""The engine: one input stream through the reader, the shards and the merge.
+"""The engine: one input stream through the pipeline, and the merge.
 
 ::
 
-                       +-------------------------------------------+
-    FILE or stdin ---> | reader process                            |
-                       |  read 64 KiB chunks -> decode (msgspec)    |
-                       |  -> claim tx ids -> hash client -> shard   |
-                       +-----+----------------+----------------+---+
-                             | ring 0         | ring 1   ...   | ring N-1   (shared memory,
-                             v                v                v            semaphores,
-                       +-----------+    +-----------+    +-----------+      backpressure)
-                       | worker 0  |    | worker 1  |    | worker N-1|
-                       | ledger of |    | ledger of |    | ledger of |
-                       | its shard |    | its shard |    | its shard |
-                       +-----+-----+    +-----+-----+    +-----+-----+
-                             | snapshot + figures (pipe), rejects (spool file)
-                             v
-                       +-------------------------------------------+
-                       | parent: watches every child (sentinels),  |
-                       | merges accounts by client and rejects by  |
-                       | line, writes the report, progress, stats  |
-                       +-------------------------------------------+
+                  +------------------------------------------------------+
+  FILE, stdin --> | parent: reader (shardpay.reader)                     |
+  or feed()       |  cut at line ends into ~64 KiB chunks, number them,  |
+                  |  deal them round robin                               |
+                  +------+-------------------+-------------------+-------+
+                         | chunk ring 0      | chunk ring 1  ... | chunk ring K-1
+                         v                   v                   v
+                  +-------------+     +-------------+     +-------------+
+                  | decoder 0   |     | decoder 1   |     | decoder K-1 |   guard, rewrite, msgspec,
+                  | (decoders)  |     |             |     |             |   exact path, rejects
+                  +------+------+     +------+------+     +------+------+
+                         | decoded ring 0    | decoded ring 1    | ...
+                         v                   v                   v
+                  +------------------------------------------------------+
+                  | sequencer (shardpay.sequencer): back in file order,  |
+                  | invalid rows to the spool, tx-id claim, split by     |
+                  | client's shard (numpy over columns)                  |
+                  +------+-------------------+-------------------+-------+
+                         | shard ring 0      | shard ring 1  ... | shard ring N-1
+                         v                   v                   v
+                  +-------------+     +-------------+     +-------------+
+                  | worker 0    |     | worker 1    |     | worker N-1  |   its shard's ledger,
+                  +------+------+     +------+------+     +------+------+   rows in file order
+                         +----- snapshots + figures (pipes), rejects (spools) ----+
+                                                  v
+                  parent: watches every child, merges accounts by client and
+                  rejects by line, writes the report, progress, stats
 
-**Reader.** The only process that reads the input. It decodes whole-line
-chunks (:mod:`shardpay.decode`), enforces the global tx-id claim
-(:mod:`shardpay.claims`), and sends each shard's rows of a chunk as one frame
-(:mod:`shardpay.frames`) on that shard's ring (:mod:`shardpay.reader`).
-Invalid rows are spooled as rejects (:mod:`shardpay.rejects`).
+Every ring is a bounded shared-memory ring (:mod:`shardpay.ring`): a slow
+worker stops the sequencer, which stops the decoders, which stop the reader
+(backpressure end to end); memory is bounded by the rings whatever the
+input's size. Every message is laid out in :mod:`shardpay.frames`.
+
+**Reader.** Runs in the parent, the only stage that sees the input: it
+checks the header, cuts the input at line ends into chunks numbered by
+their first line, and deals them out round robin, so that any decoder can
+decode any chunk alone and still name each row's line.
+
+**Decoders.** K processes, the parallel stage: each decodes its chunks
+(:mod:`shardpay.decode`) into raw columns and reject records
+(:mod:`shardpay.decoders`).
+
+**Sequencer.** One process: takes the decoded chunks back in file order
+(chunk ``i`` from decoder ``i mod K``), spools the invalid rows
+(:mod:`shardpay.rejects`), enforces the global tx-id claim
+(:mod:`shardpay.claims`) and sends each shard its rows of the chunk as one
+data frame (:mod:`shardpay.sequencer`).
 
 **Workers.** One per shard; a client belongs to exactly one shard, so each
 worker applies its clients' rows in file order to its own
 :class:`~shardpay.ledger.Ledger` and needs no other state. At the end of the
 stream it sends its accounts and figures back.
 
-**Parent.** Starts the processes of a run and watches them
-(:mod:`shardpay.local`; the shards can run as Ray actors instead,
-:mod:`shardpay.ray_backend`, behind the same :class:`~shardpay.session.Session`).
-The merge (:mod:`shardpay.result`) sorts accounts by client and merges
-rejects by line, so the report is byte-identical for every worker count, and
-checks that every row read is accounted for (accepted + rejected = read).
+**Parent.** Starts the processes (:mod:`shardpay.local`; the shards and the
+decoders can run as Ray actors instead, :mod:`shardpay.ray_backend`, behind
+the same :class:`~shardpay.session.Session`), runs the reader and watches
+them. The merge (:mod:`shardpay.result`) sorts accounts by client and merges
+rejects by line, so the report is byte-identical for every count of
+workers and decoders, and checks that every row read is accounted for
+(accepted + rejected = read).
 
 This module is the public API: :func:`run` (one input, one call),
-:class:`Engine` (fed with bytes, for services), :func:`default_workers`.
+:class:`Engine` (fed with bytes, for services), :func:`default_workers`,
+:func:`default_decoders`.
 
 **Faults.** What each failure leaves behind, by design:
 
@@ -51,16 +75,16 @@ This module is the public API: :func:`run` (one input, one call),
   (:func:`shardpay.proc.signals_held`), so an interrupt never falls between
   creating a segment and recording it.
 * A child dies or raises: noticed through its sentinel or its error
-  message; the message names the process and how it ended.
+  message, while the parent waits, reads, or is blocked on a full ring; the
+  message names the process and how it ended.
 * SIGKILL of the parent: every child is SIGKILLed by the kernel
-  (``PR_SET_PDEATHSIG``); failing that, the reader checks its parent every
-  chunk, a child blocked on a ring checks it every
-  :data:`shardpay.ring.POLL_SECONDS`, and a result sent to a dead parent
-  fails at once (each child closes the read ends of the result pipes it
-  inherited). Once every child is gone, the resource tracker unlinks the
-  rings. The reject spools are
-  unnamed temporary files (``O_TMPFILE``): the kernel frees them with the
-  last process holding them, so nothing is left on disk.
+  (``PR_SET_PDEATHSIG``); failing that, a child blocked on a ring checks its
+  parent every :data:`shardpay.ring.POLL_SECONDS`, and a result sent to a
+  dead parent fails at once (each child closes the read ends of the result
+  pipes it inherited). Once every child is gone, the resource tracker
+  unlinks the rings. The reject spools are unnamed temporary files
+  (``O_TMPFILE``): the kernel frees them with the last process holding them,
+  so nothing is left on disk.
 * SIGKILL of the whole process group: the unnamed spools vanish; ring
   segments stay in ``/dev/shm`` until the next run sweeps them
   (:func:`shardpay.ring.sweep_stale_segments`).
@@ -77,11 +101,20 @@ from typing import BinaryIO
 
 from .errors import InputError, StrictReject
 from .proc import cpu_seconds
+from .reader import CHUNK_BYTES
 from .rejects import Reject, close_spools, merge, read_spool
 from .result import Account, RunResult, merge_results, merge_snapshots
 from .session import BACKENDS, Session
 
-__all__ = ["Engine", "default_workers", "process", "run"]
+__all__ = ["Engine", "default_decoders", "default_workers", "process", "run"]
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def default_workers() -> int:
@@ -94,11 +127,14 @@ def default_workers() -> int:
     of its time, so it shares a core with a second worker at little cost (on
     2M rows the two were within 5%).
     """
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     return min(cpus, max(2, cpus - 1))
+
+
+def default_decoders(workers: int | None = None) -> int:
+    """Decoders when ``--decoders`` is not given, for ``workers`` shards (default
+    :func:`default_workers`): the usable CPUs, at least 1."""
+    return max(1, usable_cpus())
 
 
 def _open_input(source: str | os.PathLike | BinaryIO) -> tuple[BinaryIO, int | None, bool]:
@@ -136,6 +172,21 @@ def _is_regular(mode: int) -> bool:
     return stat.S_ISREG(mode)
 
 
+def _counts(workers: int | None, decoders: int | None) -> tuple[int, int]:
+    """``(workers, decoders)``, defaults filled in.
+
+    Raises:
+        ValueError: either is < 1.
+    """
+    workers = default_workers() if workers is None else workers
+    decoders = default_decoders(workers) if decoders is None else decoders
+    if workers < 1:
+        raise ValueError("workers must be >= 1")
+    if decoders < 1:
+        raise ValueError("decoders must be >= 1")
+    return workers, decoders
+
+
 def _check_backend(backend: str, ray_address: str | None) -> None:
     """Raise ValueError for an unknown backend, or a ``ray_address`` without the ray backend."""
     if backend not in BACKENDS:
@@ -144,9 +195,12 @@ def _check_backend(backend: str, ray_address: str | None) -> None:
         raise ValueError("ray_address needs backend='ray'")
 
 
-def _open_session(backend: str, workers: int, strict: bool, stream: BinaryIO | None,
-                  ray_address: str | None) -> Session:
-    """Start the shards and the reader of one run; ``stream`` None means fed by an :class:`Engine`.
+def _open_session(backend: str, workers: int, decoders: int, strict: bool, stream: BinaryIO | None,
+                  ray_address: str | None, size: int | None = None) -> Session:
+    """Start the processes of one run; ``stream`` None means fed by an :class:`Engine`.
+
+    A file of known ``size`` gets at most one decoder a chunk: a small file
+    starts no decoder it has no chunk for.
 
     Raises:
         ValueError: unknown backend, or ``ray_address`` without the ray backend.
@@ -156,16 +210,23 @@ def _open_session(backend: str, workers: int, strict: bool, stream: BinaryIO | N
     if backend == "local":
         from .local import LocalSession
 
-        return LocalSession(workers, strict, stream)
+        return LocalSession(workers, _decoders_for(decoders, size, CHUNK_BYTES), strict, stream)
+    from .ray_backend import CHUNK_BYTES as RAY_CHUNK_BYTES
     from .ray_backend import RaySession
 
-    return RaySession(workers, strict, stream, address=ray_address)
+    return RaySession(workers, _decoders_for(decoders, size, RAY_CHUNK_BYTES), strict, stream, address=ray_address)
+
+
+def _decoders_for(decoders: int, size: int | None, chunk_bytes: int) -> int:
+    """``decoders``, but at most one a chunk of a file of ``size`` bytes (None: unknown)."""
+    return decoders if size is None else max(1, min(decoders, -(-size // chunk_bytes)))
 
 
 def run(
     source: str | os.PathLike | BinaryIO,
     *,
     workers: int | None = None,
+    decoders: int | None = None,
     strict: bool = False,
     progress: Callable[[int, int | None, int], None] | None = None,
     backend: str = "local",
@@ -174,9 +235,11 @@ def run(
     """Run the engine over one input (SPEC: the whole contract).
 
     Args:
-        source: a path, ``"-"`` for standard input, or a binary stream with a
-            file descriptor (it is read by the reader process).
+        source: a path, ``"-"`` for standard input, or a binary stream (read
+            in this process, as the bytes arrive).
         workers: shards (worker processes), >= 1; default :func:`default_workers`.
+        decoders: decoder processes, >= 1; default :func:`default_decoders`.
+            A file gets at most one a chunk (:data:`shardpay.reader.CHUNK_BYTES`).
         strict: stop at the first rejected row and raise :class:`StrictReject`.
         progress: called every few tenths of a second with
             ``(bytes read, input size or None, rows read)``.
@@ -192,22 +255,18 @@ def run(
     Raises:
         InputError: the input cannot be opened or read, or its header is wrong.
         StrictReject: ``strict`` and a row was rejected (message: line, reason, detail).
-        ProcessDied: the reader or a worker (or shard actor) died or raised.
+        ProcessDied: a decoder, the sequencer or a worker (or a Ray actor) died or raised.
         BackendError: ``backend="ray"`` but Ray is not installed or cannot start.
         Interrupted: a signal handler of the caller raised it (the CLI's do);
             children are stopped and shared memory is removed first.
     """
-    workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise ValueError("workers must be >= 1")
+    workers, decoders = _counts(workers, decoders)
     t_start = time.perf_counter()
     cpu_start = cpu_seconds()
     stream, size, owned = _open_input(source)
     session = None
     try:
-        session = _open_session(backend, workers, strict, stream, ray_address)
-        if owned and backend == "local":
-            stream.close()  # the reader process has its own copy
+        session = _open_session(backend, workers, decoders, strict, stream, ray_address, size)
         read = session.progress
         results = session.wait(lambda: progress(read[0], size, read[1]) if progress else None)
     finally:
@@ -228,7 +287,7 @@ def _finish(session: Session, results: dict[str, dict], strict: bool, t_start: f
             cpu_start: float) -> RunResult:
     """Merge a finished session's results; raise StrictReject if asked to."""
     try:
-        result = merge_results(results, session.workers, session.spools, t_start, cpu_start)
+        result = merge_results(results, session.workers, session.decoders, session.spools, t_start, cpu_start)
     except BaseException:
         close_spools(session.spools)
         raise
@@ -251,31 +310,30 @@ class Engine:
             rejected = engine.rejects()            # list[Reject] so far
         result = engine.result                     # RunResult of the whole stream
 
-    The same reader, rings, workers and merge as :func:`run`; the parent
-    hands the bytes to the reader process over one more ring, so ``feed``
-    blocks while the engine is behind (backpressure) and never buffers
-    without bound. The bytes are one CSV stream: its header first, then rows,
-    in the order fed (SPEC applies as to a file; line numbers count from the
-    first byte fed).
+    The same pipeline and merge as :func:`run`: ``feed`` runs the reader in
+    this process, which deals the bytes' whole lines to the decoders, so
+    ``feed`` blocks while the engine is behind (backpressure) and never
+    buffers without bound. The bytes are one CSV stream: its header first,
+    then rows, in the order fed (SPEC applies as to a file; line numbers
+    count from the first byte fed).
 
     Args:
         workers: shards (worker processes), >= 1; default :func:`default_workers`.
+        decoders: decoder processes, >= 1; default :func:`default_decoders`.
         strict: the first rejected row ends the stream (see :func:`run`).
         backend, ray_address: where the shards run (see :func:`run`).
 
     Raises:
-        ValueError: at construction, for ``workers`` < 1, an unknown backend, or a
+        ValueError: at construction, for ``workers`` or ``decoders`` < 1, an unknown backend, or a
             ``ray_address`` without ``backend="ray"``.
         ProcessDied, RingError: from any method, if a child process (or shard actor) died.
         BackendError: from :meth:`start`, if Ray is asked for but missing.
         InputError: from :meth:`snapshot`/:meth:`close`, if the header is wrong.
     """
 
-    def __init__(self, workers: int | None = None, *, strict: bool = False, backend: str = "local",
-                 ray_address: str | None = None) -> None:
-        self.workers = default_workers() if workers is None else workers
-        if self.workers < 1:
-            raise ValueError("workers must be >= 1")
+    def __init__(self, workers: int | None = None, *, decoders: int | None = None, strict: bool = False,
+                 backend: str = "local", ray_address: str | None = None) -> None:
+        self.workers, self.decoders = _counts(workers, decoders)
         _check_backend(backend, ray_address)
         self.strict = strict
         self.backend = backend
@@ -300,7 +358,8 @@ class Engine:
         """Start the worker and reader processes (``with`` does it)."""
         if self._session is not None:
             return
-        self._session = _open_session(self.backend, self.workers, self.strict, None, self.ray_address)
+        self._session = _open_session(self.backend, self.workers, self.decoders, self.strict, None,
+                                      self.ray_address)
 
     def _live(self) -> Session:
         if self._session is None:
@@ -310,10 +369,11 @@ class Engine:
     def feed(self, data: bytes) -> None:
         """Hand the next bytes of the CSV stream to the engine, in any chunking.
 
-        Blocks while the input ring is full (the engine is behind).
+        Blocks while the decoders are behind.
 
         Raises:
-            RingError: the reader process is gone (see :meth:`close` for why).
+            InputError: the header is wrong.
+            ProcessDied: a process of the engine died or failed.
         """
         session = self._live()
         if data:

@@ -10,7 +10,7 @@ import argparse
 
 from .session import BACKENDS
 
-__all__ = ["add_backend_options", "add_workers_option", "check_backend_options", "workers_count"]
+__all__ = ["add_backend_options", "add_decoders_option", "add_workers_option", "check_backend_options", "workers_count"]
 
 MAX_WORKERS = 256
 """Largest ``--workers``: one process and one 4 MiB ring each."""
@@ -36,6 +36,12 @@ def add_workers_option(p: argparse.ArgumentParser, default: int) -> None:
     p.add_argument("-w", "--workers", type=workers_count, default=None, metavar="N",
                    help=("worker processes (shards). Default: usable CPUs minus one, since the reader process "
                          f"needs a core too, but 2 on a 2-CPU machine (here: {default})"))
+
+
+def add_decoders_option(p: argparse.ArgumentParser, default: int) -> None:
+    """``-d/--decoders N`` (decoder processes); ``default`` is shown in the help."""
+    p.add_argument("-d", "--decoders", type=workers_count, default=None, metavar="N",
+                   help=f"decoder processes, which parse the CSV in parallel (default here: {default})")
 
 
 def add_backend_options(p: argparse.ArgumentParser) -> None:

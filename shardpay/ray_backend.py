@@ -1,65 +1,62 @@
-"""The Ray transport: each shard is a Ray actor; the same reader, ledger and merge.
+"""The Ray transport: the decoders and the shards as Ray actors; the reader and the sequencer here.
 
-Only how a shard's frames travel changes (``--backend ray``)::
+Only how the stages' messages travel changes (``--backend ray``)::
 
-    FILE --> reader (in this process: decode, claim, route; shardpay.reader)
-               | frame = the same raw columns as a ring carries
-               v  ShardChannel.send: actor.apply.remote(frame), at most
-               |  IN_FLIGHT calls outstanding per actor (backpressure)
-             ShardActor 0 .. N-1  (Ray actors, anywhere in the cluster;
-               |  each wraps a shardpay.worker.Shard: the same Ledger)
-               v  each call returns that frame's rejects as a spool batch
+    FILE --> reader (this process: shardpay.reader)
+               | chunks, dealt round robin: DecoderPool, at most IN_FLIGHT
+               v calls in flight a decoder (backpressure)
+             DecoderActor 0 .. K-1 (shardpay.decoders, anywhere in the cluster)
+               | decoded chunks, taken back in file order
+               v
+             sequencer (this process: shardpay.sequencer): claim, split by shard
+               | frames, the same raw columns as a ring carries: ShardChannel,
+               v at most IN_FLIGHT calls in flight a shard
+             ShardActor 0 .. N-1 (each a shardpay.worker.Shard: the same ledger)
+               | each call returns that frame's rejects as raw ledger records
+               v
              local spool files --> the same merge as the local engine
 
-The reader runs in the calling process, not on the cluster: it reads a local
-file (or an :class:`~shardpay.engine.Engine`'s fed bytes), and one reader is
-what bounds throughput anyway (README "Beyond one machine"). Ray runs the
-actor calls of one caller in submission order, so every shard sees its rows
-in file order, as over a ring.
+Ray runs the actor calls of one caller in submission order, so every shard
+sees its rows in file order, as over a ring; the decoders' answers are taken
+back in the order their chunks were dealt.
 
 **Faults.** A shard's state lives only in its actor, so actors are created
 with ``max_restarts=0`` and ``max_task_retries=0``: Ray never resumes a shard
 with an empty ledger, and an actor (or its node) dying fails the run with
-:class:`~shardpay.errors.ProcessDied` naming the shard. Every wait is
-bounded: a call that has not answered in :data:`STALL_SECONDS` fails the run
-too. Nothing is written on failure (the caller writes only a finished
-:class:`~shardpay.engine.RunResult`); the actors are killed and a Ray
-instance this module started is shut down.
+:class:`~shardpay.errors.ProcessDied` naming it. Every wait is bounded: a
+call that has not answered in :data:`shardpay.ray_actors.STALL_SECONDS` fails
+the run too. Nothing is written on failure (the caller writes only a
+finished :class:`~shardpay.result.RunResult`); the actors are killed and a
+Ray instance this module started is shut down.
 """
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
-from .errors import BackendError, InputError, OutputError, ProcessDied
-from .proc import cpu_seconds, keep_freed_memory, process_figures
-from .rejects import Spool, close_spools, open_spools, write_rejects_batch
+from .errors import BackendError, ProcessDied
+from .frames import DECODED_TAG
+from .proc import cpu_seconds, process_figures
+from .ray_actors import DecoderActor, DecoderPool, ShardActor, ShardChannel, Caller, first_line
+from .reader import Reader
+from .rejects import Spool, close_spools, open_spools
 from .session import Session
-from .worker import Shard
 
-__all__ = ["CHUNK_BYTES", "IN_FLIGHT", "INSTALL_HINT", "RaySession", "STALL_SECONDS", "ShardActor", "ShardChannel"]
+__all__ = ["CHUNK_BYTES", "INSTALL_HINT", "START_SECONDS", "RaySession"]
 
 CHUNK_BYTES = 256 * 1024
-"""Input bytes per reader chunk with Ray: every frame is an actor call with its own
-overhead, so frames stay 4x the local engine's (:data:`shardpay.reader.CHUNK_BYTES`)."""
-IN_FLIGHT = 8
-"""Frames in flight per shard actor before the reader waits (backpressure): enough
-to hide a call's round trip, few enough that memory stays flat."""
-STALL_SECONDS = 120.0
-"""Longest wait for one actor call (a frame is ~10K rows: milliseconds) before the
-shard is declared lost. Ray itself notices a dead actor or node sooner."""
+"""Input bytes per chunk with Ray: every chunk and every frame is an actor call with
+its own overhead, so chunks are 4x the local engine's (:data:`shardpay.reader.CHUNK_BYTES`)."""
 START_SECONDS = 120.0
-"""Longest wait for the shard actors to be placed and started."""
+"""Longest wait for the actors to be placed and started."""
 WATCH_SECONDS = 0.1
-"""Wait slice: progress and signals are served between slices."""
+"""How often progress and signals are served while reading."""
 INSTALL_HINT = "pip install 'shardpay[ray]'"
 
 
@@ -69,143 +66,6 @@ def _import_ray() -> Any:
     except ImportError:
         raise BackendError(f"--backend ray needs Ray, which is not installed: {INSTALL_HINT}") from None
     return ray
-
-
-class ShardActor:
-    """One shard as a Ray actor: a :class:`~shardpay.worker.Shard` behind actor calls.
-
-    Plain class; :class:`RaySession` makes it remote. Calls run one at a
-    time in the order the reader made them.
-
-    Args:
-        index: the shard number (for messages).
-    """
-
-    def __init__(self, index: int) -> None:
-        gc.disable()  # the hot loop allocates many containers and makes no cycles
-        keep_freed_memory()  # this process is the actor's own
-        self.index = index
-        self.shard = Shard()
-        self.wait_seconds = 0.0
-        self._idle_since = time.perf_counter()
-
-    def where(self) -> tuple[int, str]:
-        """``(pid, node IP)`` of this actor, for messages."""
-        import ray
-
-        return os.getpid(), ray.util.get_node_ip_address()
-
-    def apply(self, frame: bytes) -> bytes:
-        """Apply one frame; return its rejects as raw ledger records (``b""`` if none)."""
-        t0 = time.perf_counter()
-        self.wait_seconds += t0 - self._idle_since
-        self.shard.apply(frame)
-        batch = self.shard.take_rejects()
-        self._idle_since = time.perf_counter()
-        return batch
-
-    def mark(self) -> dict:
-        """:meth:`Shard.figures` now (every frame sent before this call is applied)."""
-        return self.shard.figures()
-
-    def finish(self) -> dict:
-        """End of stream: the final figures, as a local worker reports them."""
-        figures = self.shard.final_figures(self.wait_seconds)
-        figures.update(process_figures())
-        return figures
-
-
-class ShardChannel:
-    """The reader's sink for one shard actor, shaped like a :class:`~shardpay.ring.Ring`'s
-    producer side (``send``, ``send_eos``, ``blocked_seconds``), so the reader is unchanged.
-
-    Args:
-        index: shard number.
-        actor: the shard's actor handle.
-        spool: where this shard's reject batches go (a local file).
-        on_rejects: called when a frame's answer carried rejects (``--strict``).
-        tick: called between wait slices (progress).
-        where: ``(pid, node)`` of the actor, for messages.
-    """
-
-    def __init__(self, ray: Any, index: int, actor: Any, spool: IO[bytes], on_rejects: Callable[[], None],
-                 tick: Callable[[], None], where: tuple[int, str]) -> None:
-        self.ray = ray
-        self.index = index
-        self.actor = actor
-        self.spool = spool
-        self.on_rejects = on_rejects
-        self.tick = tick
-        self.where = where
-        self.pending: deque = deque()
-        self.blocked_seconds = 0.0
-        self.result: dict | None = None
-
-    def send(self, frame: bytes) -> None:
-        """Send one frame to the actor; waits while :data:`IN_FLIGHT` calls are outstanding.
-
-        Raises:
-            ProcessDied: the actor or its node died, or it stopped answering.
-        """
-        self.pending.append(self.actor.apply.remote(frame))
-        if len(self.pending) > IN_FLIGHT:
-            t0 = time.perf_counter()
-            self._settle()
-            self.blocked_seconds += time.perf_counter() - t0
-
-    def _settle(self) -> None:
-        """Take the oldest answer: its rejects go to the spool."""
-        batch = self.get(self.pending.popleft())
-        if batch:
-            try:
-                self.spool.write(batch)
-            except OSError as err:
-                raise OutputError(f"cannot write the reject spool: {err.strerror or err}") from None
-            self.on_rejects()
-
-    def drain(self) -> None:
-        """Wait for every outstanding frame to be applied (its rejects spooled)."""
-        while self.pending:
-            self._settle()
-        self.spool.flush()
-
-    def send_eos(self) -> None:
-        """End of stream: drain, then collect the shard's final figures in :attr:`result`."""
-        self.drain()
-        self.result = self.get(self.actor.finish.remote())
-
-    def get(self, ref: Any) -> Any:
-        """The value of one of this actor's calls, waiting at most :data:`STALL_SECONDS`.
-
-        Raises:
-            ProcessDied: the actor or its node died, the call raised, or it did not answer.
-        """
-        ray = self.ray
-        deadline = time.monotonic() + STALL_SECONDS
-        while True:
-            try:
-                return ray.get(ref, timeout=WATCH_SECONDS)
-            except ray.exceptions.GetTimeoutError:
-                if time.monotonic() > deadline:
-                    raise ProcessDied(f"shard {self.index} ({self._where()}) did not answer for "
-                                      f"{STALL_SECONDS:.0f} s") from None
-                self.tick()
-            except ray.exceptions.RayActorError as err:
-                raise ProcessDied(f"shard {self.index} ({self._where()}) died: {_first_line(err)}") from None
-            except ray.exceptions.RayError as err:
-                raise ProcessDied(f"shard {self.index} ({self._where()}) failed: {_first_line(err)}") from None
-
-    def _where(self) -> str:
-        pid, node = self.where
-        return f"Ray actor pid {pid} on node {node}"
-
-
-def _first_line(err: BaseException) -> str:
-    cause = getattr(err, "cause", None)
-    if isinstance(cause, BaseException):
-        return f"{type(cause).__name__}: {cause}".splitlines()[0]
-    text = str(err).strip().splitlines()
-    return next((t.strip() for t in text if t.strip()), type(err).__name__)
 
 
 PROBE_SECONDS = 5.0
@@ -231,12 +91,13 @@ def _probe(address: str) -> None:
 
 
 class RaySession(Session):
-    """One run's shards as Ray actors, with the reader in this process.
+    """One run's decoders and shards as Ray actors, with the reader and the sequencer here.
 
     A :class:`~shardpay.session.Session`, as the local engine's.
 
     Args:
         workers: shard actors, >= 1.
+        decoders: decoder actors, >= 1.
         strict: ``--strict``: the first reject stops reading.
         stream: the input to read in :meth:`wait`; None: fed through :meth:`feed`.
         address: a Ray cluster to join (``ray start --head`` prints it); None
@@ -249,21 +110,24 @@ class RaySession(Session):
         OutputError: the temporary reject spools cannot be created.
     """
 
-    def __init__(self, workers: int, strict: bool, stream: BinaryIO | None, address: str | None = None) -> None:
+    def __init__(self, workers: int, decoders: int, strict: bool, stream: BinaryIO | None,
+                 address: str | None = None) -> None:
         self.ray = _import_ray()
         self.workers = workers
+        self.decoders = decoders
         self.strict = strict
         self.stream = stream
         self.progress = [0, 0]  # bytes, rows read
         self.spools: list[Spool] = []
         self.actors: list[Any] = []
         self.ok = False
+        self._ended = False
         self._tick: Callable[[], None] = lambda: None
+        self._next_tick = 0.0
         self._stop = threading.Event()
         self._owns_ray = False
         self._sigterm: Any = None
-        self._error: InputError | None = None
-        self._feed_cpu = 0.0  # CPU seconds this process spent in feed(): the reader's, in a fed session
+        self._sequencer_cpu = 0.0  # CPU seconds this process spent sequencing
         try:
             self._connect(address)
             self._start()
@@ -301,7 +165,7 @@ class RaySession(Session):
             if address and os.environ.get("RAY_AUTH_MODE") != "token":
                 hint = (" (a cluster started with token authentication, the default of `ray start` since "
                         "Ray 2.59, is joined with RAY_AUTH_MODE=token and its token: see `ray get-auth-token`)")
-            raise BackendError(f"cannot start or join {where}: {_first_line(err)}{hint}") from None
+            raise BackendError(f"cannot start or join {where}: {first_line(err)}{hint}") from None
         finally:
             self._restore_sigterm()
 
@@ -317,20 +181,12 @@ class RaySession(Session):
     def _start(self) -> None:
         ray = self.ray
         open_spools(self.spools, [False] + [True] * self.workers)
-        remote = ray.remote(ShardActor).options(max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")
-        self.actors = [remote.remote(i) for i in range(self.workers)]
-        refs = [a.where.remote() for a in self.actors]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=START_SECONDS)
-        if len(ready) < len(refs):
-            missing = [i for i, r in enumerate(refs) if r not in ready]
-            raise ProcessDied(f"shard actors {missing} did not start within {START_SECONDS:.0f} s "
-                              "(not enough resources in the Ray cluster?)")
-        wheres = []
-        for i, ref in enumerate(refs):
-            try:
-                wheres.append(ray.get(ref))
-            except ray.exceptions.RayError as err:
-                raise ProcessDied(f"shard {i} could not start as a Ray actor: {_first_line(err)}") from None
+        options = {"max_restarts": 0, "max_task_retries": 0, "scheduling_strategy": "SPREAD"}
+        shards = [ray.remote(ShardActor).options(**options).remote() for _ in range(self.workers)]
+        decoders = [ray.remote(DecoderActor).options(**options).remote() for _ in range(self.decoders)]
+        self.actors = shards + decoders
+        names = [f"shard {i}" for i in range(self.workers)] + [f"decoder {k}" for k in range(self.decoders)]
+        wheres = self._placed(names)
 
         def on_rejects() -> None:
             if self.strict:
@@ -340,86 +196,115 @@ class RaySession(Session):
             self._tick()
 
         self.channels = [ShardChannel(ray, i, a, self.spools[i + 1].file, on_rejects, tick, wheres[i])
-                         for i, a in enumerate(self.actors)]
-        from .reader import Reader
+                         for i, a in enumerate(shards)]
+        callers = [Caller(ray, names[self.workers + k], wheres[self.workers + k], tick) for k in range(self.decoders)]
+        self.pool = DecoderPool(callers, decoders, self._sequence)
+        from .sequencer import Sequencer
 
-        spool = self.spools[0].file
+        self.sequencer = Sequencer(self.workers)
+        self.reader = Reader(self.pool.send, chunk_bytes=CHUNK_BYTES)
 
-        def reader_rejects(rejects: list) -> None:
-            write_rejects_batch(spool, rejects)
+    def _placed(self, names: list[str]) -> list[tuple[int, str]]:
+        """``(pid, node)`` of every actor, once all are placed and started.
+
+        Raises:
+            ProcessDied: one did not start within :data:`START_SECONDS`, or failed to.
+        """
+        ray = self.ray
+        refs = [a.where.remote() for a in self.actors]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=START_SECONDS)
+        if len(ready) < len(refs):
+            missing = [name for name, r in zip(names, refs) if r not in ready]
+            raise ProcessDied(f"Ray actors ({', '.join(missing)}) did not start within {START_SECONDS:.0f} s "
+                              "(not enough resources in the Ray cluster?)")
+        wheres = []
+        for name, ref in zip(names, refs):
+            try:
+                wheres.append(ray.get(ref))
+            except ray.exceptions.RayError as err:
+                raise ProcessDied(f"{name} could not start as a Ray actor: {first_line(err)}") from None
+        return wheres
+
+    def _sequence(self, message: bytes) -> None:
+        """A decoded chunk, in file order: its rejects to the spool, its frames to the shards."""
+        if message[:1] != DECODED_TAG:
+            return
+        t0 = cpu_seconds()
+        rejects, frames = self.sequencer.sequence(message)
+        self._sequencer_cpu += cpu_seconds() - t0
+        if rejects:
+            self.spools[0].file.write(rejects)
             if self.strict:
                 self._stop.set()
+        for channel, frame in zip(self.channels, frames):
+            if frame is not None:
+                channel.send(frame)
+        self.progress[1] = self.sequencer.rows
 
-        next_tick = [0.0]
-
-        def should_stop() -> bool:  # once a chunk; progress every WATCH_SECONDS, as the local engine's
-            now = time.monotonic()
-            if now >= next_tick[0]:
-                next_tick[0] = now + WATCH_SECONDS
-                self.progress[0], self.progress[1] = self.reader.bytes_read, self.reader.rows
-                self._tick()
-            return self._stop.is_set()
-
-        self.reader = Reader(self.stream, [c.send for c in self.channels], reader_rejects, should_stop,
-                             chunk_bytes=CHUNK_BYTES)
+    def _reading_tick(self) -> bool:
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + WATCH_SECONDS
+            self.progress[0] = self.reader.bytes_read
+            self._tick()
+        return self._stop.is_set()
 
     # -- a fed session (Engine) -------------------------------------------
     def feed(self, data: bytes) -> None:
-        """Decode, claim and route the next input bytes (blocks while a shard is behind)."""
-        t0 = cpu_seconds()
-        try:
-            if not self._stop.is_set():
-                self.reader.feed(bytes(data))
-        except InputError as err:  # reported by mark()/wait(), as the local reader process does
-            self._error = err
-            self._stop.set()
-        finally:
-            self._feed_cpu += cpu_seconds() - t0
-            self.progress[0], self.progress[1] = self.reader.bytes_read, self.reader.rows
-
-    def mark(self, token: int) -> dict[str, dict]:
-        """Every shard's figures after every complete row fed so far, by name (``"worker i"``).
+        """Cut the next input bytes into chunks for the decoders (blocks while they are behind).
 
         Raises:
-            InputError: the fed header was wrong.
-            ProcessDied: a shard actor died, failed or stopped answering.
+            InputError: the header is wrong. ProcessDied: an actor died or failed.
         """
-        if self._error is not None:
-            raise self._error
+        if not self._stop.is_set():
+            self.reader.feed(bytes(data))
+        self.progress[0] = self.reader.bytes_read
+
+    def mark(self, token: int) -> dict[str, dict]:
+        """Every shard's figures after every complete row fed so far, by name (``"worker i"``),
+        and the sequencer's counts.
+
+        Raises:
+            ProcessDied: an actor died, failed or stopped answering.
+        """
+        self.pool.drain()
         self.spools[0].file.flush()
         for c in self.channels:
             c.drain()
-        answers = [c.get(c.actor.mark.remote()) for c in self.channels]
-        return {f"worker {i}": a for i, a in enumerate(answers)}
+        answers = {f"worker {i}": c.get(c.actor.mark.remote()) for i, c in enumerate(self.channels)}
+        answers["sequencer"] = {"rows": self.sequencer.rows, "invalid": self.sequencer.invalid}
+        return answers
 
     def end(self) -> None:
-        """End of the fed input: a last row without LF counts (:meth:`wait` finishes it)."""
+        """End of the input: a last row without LF counts."""
+        if not self._ended and not self._stop.is_set():
+            self.reader.finish()
+        self._ended = True
 
     # -- both ---------------------------------------------------------------
     def wait(self, tick: Callable[[], None]) -> dict[str, dict]:
-        """Read the stream (if any) to its end, end every shard; the figures by name.
+        """Read the stream (if any) to its end, end every actor; the figures by name.
 
         Raises:
             InputError: bad header or unreadable input.
-            ProcessDied: a shard actor died, failed or stopped answering.
+            ProcessDied: an actor died, failed or stopped answering.
         """
         self._tick = tick
-        if self._error is not None:
-            raise self._error
-        t0 = cpu_seconds()
-        reader = self.reader
-        if self.stream is not None:
-            reader.run()
-        elif not self._stop.is_set():
-            reader.finish()
+        if self.stream is not None and not self._ended:
+            self.reader.run(self.stream, self._reading_tick)
+        self.end()
+        decoders = self.pool.finish()
         self.spools[0].file.flush()
-        reader_cpu = self._feed_cpu + cpu_seconds() - t0
-        self.progress[0], self.progress[1] = reader.bytes_read, reader.rows
+        self.progress[0], self.progress[1] = self.reader.bytes_read, self.sequencer.rows
         for c in self.channels:
-            c.send_eos()
+            c.finish()
         results = {f"worker {i}": c.result for i, c in enumerate(self.channels)}
-        results["reader"] = reader.figures(sum(c.blocked_seconds for c in self.channels))
-        results["reader"].update(process_figures(), cpu_seconds=reader_cpu)  # the reader is this process
+        results.update({f"decoder {k}": figures for k, figures in enumerate(decoders)})
+        results["sequencer"] = self.sequencer.figures(self.pool.blocked_seconds,
+                                                      sum(c.blocked_seconds for c in self.channels))
+        results["sequencer"].update(process_figures(), cpu_seconds=self._sequencer_cpu)  # it ran here
+        results["reader"] = {"bytes": self.reader.bytes_read, "chunks": self.reader.chunks,
+                             "read_seconds": self.reader.read_seconds, "blocked_seconds": self.pool.blocked_seconds}
         self.ok = True
         return results
 

@@ -9,7 +9,7 @@ never holds every reject.
 
 Two spool formats, one per kind of process:
 
-* the reader's spool (invalid rows, found while decoding): :class:`Reject`
+* the sequencer's spool (invalid rows, found by the decoders): :class:`Reject`
   records in batches, each a u32 little-endian length and then msgpack;
 * a worker's spool (rows its ledger rejected): raw ledger records of seven
   native-order i64 ``(line, reason, kind, client, tx, amount, aux)`` (see
@@ -20,6 +20,7 @@ Two spool formats, one per kind of process:
 from __future__ import annotations
 
 import heapq
+import io
 import os
 import struct
 import tempfile
@@ -55,7 +56,8 @@ __all__ = [
     "open_spools",
     "read_spool",
     "render",
-    "write_rejects_batch",
+    "rejects_batch",
+    "unpack_rejects",
 ]
 
 _LEN = struct.Struct("<I")
@@ -174,10 +176,16 @@ def close_spools(spools: list[Spool]) -> None:
         spools.pop().file.close()
 
 
-def write_rejects_batch(spool: BinaryIO, rejects: list[Reject]) -> None:
-    """Append invalid-row rejects (in line order) to a reader's spool, as one batch."""
+def rejects_batch(rejects: list[Reject]) -> bytes:
+    """Rejects (in line order) as one batch of a reader's spool: a u32 little-endian
+    length, then msgpack."""
     data = _ENC.encode(rejects)
-    spool.write(_LEN.pack(len(data)) + data)
+    return _LEN.pack(len(data)) + data
+
+
+def unpack_rejects(batch: bytes) -> list[Reject]:
+    """The rejects of one or more whole batches of a reader's spool (see :func:`rejects_batch`)."""
+    return [r for rejects, _ in _reject_batches(io.BytesIO(batch)) for r in rejects]
 
 
 def read_spool(spool: Spool, offset: int = 0) -> tuple[list[Reject], int]:

@@ -252,7 +252,10 @@ def make_progress(console: Any) -> Any:
 
 
 def print_summary(console: Any, stats: dict[str, Any], first_rejects: list[Reject]) -> None:
-    """Print the end-of-run summary on ``console`` (stderr) with rich."""
+    """Print the end-of-run summary (``stats`` as :func:`shardpay.result.stats_dict` makes
+    it) on ``console`` (stderr) with rich: the rows accounted for, the accounts,
+    the wall time and throughput, and per process its CPU, peak RSS and, for
+    the pipeline's stages, rows/s over its own work."""
     from rich.table import Table
 
     def mib(n: int) -> str:
@@ -272,11 +275,15 @@ def print_summary(console: Any, stats: dict[str, Any], first_rejects: list[Rejec
     t.add_row("accounts", f"{stats['accounts']:,}")
     t.add_row("wall time", f"{stats['wall_seconds']:.2f} s")
     t.add_row("throughput", f"{stats['rows_per_second']:,} rows/s")
+    t.add_row("processes", f"{stats['decoders']} decoders, 1 sequencer, {stats['workers']} workers")
     t.add_row("rows per shard", ", ".join(f"{n:,}" for n in stats["rows_per_shard"]))
-    procs = [("parent", stats["parent"]), ("reader", stats["reader"])]
-    procs += [(f"worker {w['shard']}", w) for w in stats["workers_detail"]]
-    for name, p in procs:
-        t.add_row(name, f"CPU {p['cpu_seconds']:.2f} s, peak RSS {mib(p['peak_rss_bytes'])}")
+    procs = [("parent (reader)", stats["parent"], None)]
+    procs += [(f"decoder {d['decoder']}", d, d["decode_rows_per_second"]) for d in stats["decoders_detail"]]
+    procs += [("sequencer", stats["sequencer"], stats["sequencer"]["route_rows_per_second"])]
+    procs += [(f"worker {w['shard']}", w, w["apply_rows_per_second"]) for w in stats["workers_detail"]]
+    for name, p, rate in procs:
+        speed = f", {rate:,.0f} rows/s" if rate else ""
+        t.add_row(name, f"CPU {p['cpu_seconds']:.2f} s, peak RSS {mib(p['peak_rss_bytes'])}{speed}")
     console.print(t)
     if first_rejects:
         console.print(f"first {len(first_rejects)} rejects are shown above; --rejects FILE writes them all")

@@ -97,62 +97,77 @@ def merge_snapshots(shards: list[dict]) -> Accounts:
     return order, [available[c] for c in order], [held[c] for c in order], [locked[c] for c in order]
 
 
-def merge_results(results: dict[str, dict], workers: int, spools: list[Spool], t_start: float,
+def merge_results(results: dict[str, dict], workers: int, decoders: int, spools: list[Spool], t_start: float,
                   cpu_start: float) -> RunResult:
     """Merge a finished run's process figures into a :class:`RunResult`.
 
-    Also checks that nothing was lost: the rows the reader routed are the rows
-    the workers applied, so accepted + rejected = rows read.
+    Also checks that nothing was lost: the rows the decoders decoded are the
+    rows the sequencer saw, and the rows it routed are the rows the workers
+    applied, so accepted + rejected = rows read.
 
     Args:
-        results: each process's final figures, by name (``"reader"``, ``"worker 0"``, ...).
-        workers: the number of shards.
+        results: each stage's final figures, by name (``"reader"``,
+            ``"decoder 0"``, ..., ``"sequencer"``, ``"worker 0"``, ...).
+        workers, decoders: the number of shards and of decoders.
         spools: the run's reject spools; the result owns them from now on.
         t_start: ``time.perf_counter()`` when the run started.
         cpu_start: this process's CPU seconds (:func:`shardpay.proc.cpu_seconds`) then.
 
     Raises:
-        RingError: the workers did not receive exactly the rows the reader sent.
+        RingError: rows went missing between two stages.
     """
     shards = [results[f"worker {i}"] for i in range(workers)]
+    seq = results["sequencer"]
+    decoded = sum(results[f"decoder {k}"]["rows"] for k in range(decoders))
+    if decoded != seq["rows"]:
+        raise RingError(f"rows lost between the decoders and the sequencer: {decoded:,} decoded, "
+                        f"{seq['rows']:,} sequenced")
+    routed = seq["rows"] - seq["invalid"]
+    received = sum(w["rows"] for w in shards)
+    if routed != received:
+        raise RingError(f"rows lost between the sequencer and the workers: {routed:,} sent, {received:,} applied")
     counts: Counter[str] = Counter()
     for w in shards:
         counts.update(w["reject_counts"])
-    rd = results["reader"]
-    routed = rd["rows"] - rd["invalid"]
-    received = sum(w["rows"] for w in shards)
-    if routed != received:
-        raise RingError(f"rows lost between the reader and the workers: {routed:,} sent, {received:,} applied")
-    if rd["invalid"]:
-        counts["invalid_row"] += rd["invalid"]
+    if seq["invalid"]:
+        counts["invalid_row"] += seq["invalid"]
     accounts = merge_snapshots(shards)
-    stats = stats_dict(results, workers, counts, len(accounts[0]), t_start, cpu_start)
+    stats = stats_dict(results, workers, decoders, counts, len(accounts[0]), t_start, cpu_start)
     return RunResult(accounts, dict(counts), stats, list(spools))
 
 
-def stats_dict(results: dict[str, dict], workers: int, counts: dict[str, int], accounts: int,
+def _rate(n: int, seconds: float) -> float:
+    return round(n / seconds) if seconds > 0 else 0.0
+
+
+def _process(figures: dict) -> dict[str, Any]:
+    return {"pid": figures["pid"], "cpu_seconds": round(figures["cpu_seconds"], 3),
+            "peak_rss_bytes": figures["peak_rss_bytes"]}
+
+
+def stats_dict(results: dict[str, dict], workers: int, decoders: int, counts: dict[str, int], accounts: int,
                t_start: float, cpu_start: float) -> dict[str, Any]:
     """The run's figures as a JSON-ready dict (``--stats``; the summary shows the same).
 
     Counts are counted where they happen, not derived: the workers count the
-    rows they applied, the reader and the workers the rows they rejected.
-    Seconds are rounded to milliseconds; the parent's CPU is this process's
-    since ``cpu_start`` (less the reader's when the reader ran in this
-    process, as with Ray).
+    rows they applied, the sequencer the invalid rows and the workers the rows
+    they rejected. Per stage: CPU and peak RSS of its process, the seconds of
+    its own work and its rows/s over them, and the seconds it waited on its
+    input (``waiting``) and was held up by a full output (``blocked``).
+    Seconds are rounded to milliseconds. The parent runs the reader; where a
+    stage ran in the parent too (Ray's sequencer), its CPU is its own and the
+    parent's is the rest.
     """
-    rd = results["reader"]
-    rows = rd["rows"]
+    rd, seq = results["reader"], results["sequencer"]
+    rows = seq["rows"]
     rejected = sum(counts.values())
     ws = [results[f"worker {i}"] for i in range(workers)]
+    ds = [results[f"decoder {k}"] for k in range(decoders)]
     wall = time.perf_counter() - t_start
     parent_cpu = cpu_seconds() - cpu_start
-    if rd["pid"] == os.getpid():  # the reader ran in this process (Ray)
-        parent_cpu = max(0.0, parent_cpu - rd["cpu_seconds"])
-
-    def rate(n: int, seconds: float) -> float:
-        return round(n / seconds) if seconds > 0 else 0.0
-
-    valid = rows - rd["invalid"]
+    for stage in (seq, *ds):
+        if stage["pid"] == os.getpid():
+            parent_cpu = max(0.0, parent_cpu - stage["cpu_seconds"])
     accepted = sum(w["rows"] for w in ws) - (rejected - counts.get("invalid_row", 0))
     stats: dict[str, Any] = {
         "rows_read": rows,
@@ -161,38 +176,37 @@ def stats_dict(results: dict[str, dict], workers: int, counts: dict[str, int], a
         "rejected_by_reason": dict(sorted(counts.items())),
         "accounts": accounts,
         "workers": workers,
+        "decoders": decoders,
         "bytes_read": rd["bytes"],
         "wall_seconds": round(wall, 3),
-        "rows_per_second": rate(rows, wall),
-        "rows_per_shard": rd["shard_rows"],
+        "rows_per_second": _rate(rows, wall),
+        "rows_per_shard": seq["shard_rows"],
         "stored_transactions_per_shard": [w["stored"] for w in ws],
-        "parent": {"pid": os.getpid(), "cpu_seconds": round(parent_cpu, 3),
-                   "peak_rss_bytes": peak_rss_bytes()},
-        "reader": {
-            "pid": rd["pid"],
-            "cpu_seconds": round(rd["cpu_seconds"], 3),
-            "peak_rss_bytes": rd["peak_rss_bytes"],
-            "decode_seconds": round(rd["decode_seconds"], 3),
-            "decode_rows_per_second": rate(rows, rd["decode_seconds"]),
-            "route_seconds": round(rd["route_seconds"], 3),
-            "route_rows_per_second": rate(valid, rd["route_seconds"]),
-            "blocked_on_full_rings_seconds": round(rd["blocked_seconds"], 3),
+        "parent": {"pid": os.getpid(), "cpu_seconds": round(parent_cpu, 3), "peak_rss_bytes": peak_rss_bytes(),
+                   "chunks": rd["chunks"], "read_seconds": round(rd["read_seconds"], 3),
+                   "blocked_on_full_decoder_rings_seconds": round(rd["blocked_seconds"], 3)},
+        "decoders_detail": [
+            {"decoder": k, **_process(d), "rows": d["rows"], "chunks": d["chunks"],
+             "decode_seconds": round(d["decode_seconds"], 3), "decode_rows_per_second": _rate(d["rows"], d["decode_seconds"]),
+             "waiting_on_empty_ring_seconds": round(d["waiting_seconds"], 3),
+             "blocked_on_full_ring_seconds": round(d["blocked_seconds"], 3)}
+            for k, d in enumerate(ds)
+        ],
+        "sequencer": {
+            **_process(seq), "rows": rows, "duplicates": seq["duplicates"],
+            "route_seconds": round(seq["route_seconds"], 3),
+            "route_rows_per_second": _rate(rows - seq["invalid"], seq["route_seconds"]),
+            "waiting_on_decoders_seconds": round(seq["waiting_seconds"], 3),
+            "blocked_on_full_rings_seconds": round(seq["blocked_seconds"], 3),
         },
         "workers_detail": [
-            {
-                "shard": i,
-                "pid": w["pid"],
-                "rows": w["rows"],
-                "cpu_seconds": round(w["cpu_seconds"], 3),
-                "peak_rss_bytes": w["peak_rss_bytes"],
-                "apply_seconds": round(w["apply_seconds"], 3),
-                "apply_rows_per_second": rate(w["rows"], w["apply_seconds"]),
-                "waiting_on_empty_ring_seconds": round(w["wait_seconds"], 3),
-            }
+            {"shard": i, **_process(w), "rows": w["rows"], "apply_seconds": round(w["apply_seconds"], 3),
+             "apply_rows_per_second": _rate(w["rows"], w["apply_seconds"]),
+             "waiting_on_empty_ring_seconds": round(w["wait_seconds"], 3)}
             for i, w in enumerate(ws)
         ],
     }
-    procs = [stats["parent"], stats["reader"], *stats["workers_detail"]]
+    procs = [stats["parent"], *stats["decoders_detail"], stats["sequencer"], *stats["workers_detail"]]
     stats["cpu_seconds_total"] = round(sum(p["cpu_seconds"] for p in procs), 3)
-    stats["peak_rss_bytes_sum"] = sum(p["peak_rss_bytes"] for p in procs)
+    stats["peak_rss_bytes_sum"] = sum({p["pid"]: p["peak_rss_bytes"] for p in procs}.values())
     return stats

@@ -2,7 +2,8 @@
 
 Usage: ``python tests/fault_launcher.py FAULT [shardpay arguments ...]``, FAULT one of:
 
-* ``worker-N-raise``: worker process N raises ``RuntimeError`` as it starts.
+* ``worker-N-raise``, ``decoder-N-raise``, ``sequencer-raise``: that process
+  raises ``RuntimeError`` as it starts.
 * ``no-pdeathsig``: the children do not ask the kernel to kill them with their
   parent, so only their own checks can notice its death.
 
@@ -22,16 +23,18 @@ from shardpay import cli, local, proc
 
 def main() -> int:
     fault, *args = sys.argv[1:]
-    if m := re.fullmatch(r"worker-(\d+)-raise", fault):
-        name = f"shardpay-worker {m.group(1)}"
-        run_worker = local.run_worker
+    if m := re.fullmatch(r"(worker|decoder)-(\d+)-raise|(sequencer)-raise", fault):
+        stage = m.group(1) or m.group(3)
+        name = f"{stage} {m.group(2)}" if m.group(2) else stage
+        body_name = f"run_{stage}"
+        body = getattr(local, body_name)
 
-        def faulty_worker(*a, **kw):
-            if multiprocessing.current_process().name == name:
-                raise RuntimeError(f"injected fault in worker {m.group(1)}")
-            return run_worker(*a, **kw)
+        def faulty(*a, **kw):
+            if multiprocessing.current_process().name == f"shardpay-{name}":
+                raise RuntimeError(f"injected fault in {name}")
+            return body(*a, **kw)
 
-        local.run_worker = faulty_worker
+        setattr(local, body_name, faulty)
     elif fault == "no-pdeathsig":
 
         def parent_checked_only(parent_pid: int) -> None:

@@ -77,7 +77,8 @@ def test_output_file_rejects_and_stats(spec_file, tmp_path, shm_clean):
     assert stats["rows_read"] == 10 and stats["rows_accepted"] == 8 and stats["rows_rejected"] == 2
     assert stats["rejected_by_reason"] == {"account_locked": 1, "insufficient_funds": 1}
     assert stats["accounts"] == 2 and sum(stats["rows_per_shard"]) == 10
-    assert stats["reader"]["peak_rss_bytes"] > 0 and len(stats["workers_detail"]) == 2
+    assert stats["sequencer"]["peak_rss_bytes"] > 0 and len(stats["workers_detail"]) == 2
+    assert stats["decoders"] == len(stats["decoders_detail"]) >= 1 and stats["workers"] == 2
     assert sorted(os.listdir(tmp_path)) == ["acc.csv", "rej.csv", "stats.json", "tx.csv"]  # no temp files left
 
 
@@ -85,7 +86,7 @@ def test_rejects_in_file_order_across_shards(tmp_path):
     lines = ["type,client,tx,amount"]
     for i in range(300):
         lines.append(f"withdrawal,{i % 7},{i},1")  # all insufficient_funds, spread over shards
-        lines.append(f"deposit,{i % 7},x{i},1")  # invalid, rejected by the reader
+        lines.append(f"deposit,{i % 7},x{i},1")  # invalid, rejected by a decoder
     src = tmp_path / "in.csv"
     src.write_text("\n".join(lines) + "\n")
     got = {}
@@ -181,17 +182,17 @@ def test_kill_9_of_a_worker_exits_1_and_leaves_nothing(tmp_path, shm_clean):
     src = tmp_path / "big.csv"
     _big_input(src, 2_000_000)
     out = tmp_path / "out.csv"
-    p = subprocess.Popen(shardpay_cmd() + [str(src), "--workers", "2", "-q", "-o", str(out)],
+    p = subprocess.Popen(shardpay_cmd() + [str(src), "--workers", "2", "--decoders", "1", "-q", "-o", str(out)],
                          stderr=subprocess.PIPE)
     parent = psutil.Process(p.pid)
     deadline = time.monotonic() + 10
     victims = []
-    while time.monotonic() < deadline and len(victims) < 3:
+    while time.monotonic() < deadline and len(victims) < 4:
         # forked children share the parent's command line; the resource tracker does not
         victims = [c for c in parent.children() if c.cmdline() == parent.cmdline()]
         time.sleep(0.02)
     victims.sort(key=lambda c: c.pid)
-    assert len(victims) == 3, "reader and 2 workers should be running"
+    assert len(victims) == 4, "2 workers, the sequencer and a decoder should be running"
     worker = victims[0]  # workers start first
     time.sleep(0.2)
     t0 = time.monotonic()

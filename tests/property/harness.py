@@ -63,15 +63,16 @@ def parse_rejects_csv(text: str) -> list[list[str]]:
     return rows[1:]
 
 
-def cli_outcome(data: bytes, workers: int, tmpdir: str, timeout: float = 60) -> Outcome:
-    """Run the installed CLI on ``data`` with ``--workers``; a header error must be exit 1, one line, no output."""
+def cli_outcome(data: bytes, workers: int, tmpdir: str, timeout: float = 60, decoders: int = 1) -> Outcome:
+    """Run the installed CLI on ``data`` with ``--workers`` and ``--decoders``; a header error
+    must be exit 1, one line, no output."""
     src = os.path.join(tmpdir, "in.csv")
-    rej = os.path.join(tmpdir, f"rejects-{workers}.csv")
+    rej = os.path.join(tmpdir, f"rejects-{workers}-{decoders}.csv")
     with open(src, "wb") as f:
         f.write(data)
     if os.path.exists(rej):
         os.unlink(rej)
-    cmd = [*shardpay_cmd(), src, "--workers", str(workers), "--quiet", "--rejects", rej]
+    cmd = [*shardpay_cmd(), src, "--workers", str(workers), "--decoders", str(decoders), "--quiet", "--rejects", rej]
     proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
     if proc.returncode == 1 and b"header" in proc.stderr:
         assert proc.stdout == b"", "a fatal error wrote output"
@@ -103,12 +104,14 @@ class _Trickle:
 def inprocess_outcome(data: bytes, workers: int, read_size: int | None = None) -> Outcome:
     """The engine's stages in this process: reader, one ledger per shard, merge.
 
-    :class:`shardpay.reader.Reader` decodes, claims and routes ``data`` to
-    ``workers`` shards; each shard's frames go into a
+    The reader, a decoder and the sequencer (:func:`shardpay.testing.stages.route`)
+    cut, decode, claim and route ``data`` to ``workers`` shards; each shard's
+    frames go into a
     :class:`shardpay.ledger.Ledger` whole, as a worker does, and row by row
-    into a twin ledger; both must give the same rejects and end equal. Accounts and rejects are merged by client
-    and by line. Only public names of the reader and the ledger are used, so
-    their internals may change freely.
+    into a twin ledger; both must give the same rejects and end equal.
+    Accounts and rejects are merged by client and by line. Only public names
+    of the stages and the ledger are used, so their internals may change
+    freely.
 
     Args:
         data: the input file's bytes.
@@ -121,20 +124,18 @@ def inprocess_outcome(data: bytes, workers: int, read_size: int | None = None) -
     from shardpay.ledger import Ledger
     from shardpay.money import format_units
     from shardpay.frames import unpack_frame
-    from shardpay.reader import Reader
+    from shardpay.testing.stages import route
     from tests.ledger_helpers import apply_rows
 
-    frames: list[list[bytes]] = [[] for _ in range(workers)]
-    invalid: list = []
-    sinks = [lambda frame, i=i: frames[i].append(bytes(frame)) for i in range(workers)]
     stream = io.BytesIO(data) if read_size is None else _Trickle(data, read_size)
     try:
-        Reader(stream, sinks, invalid.extend).run()
+        routed = route(stream, workers)
     except InputError as err:
         if "header" not in str(err):
             raise
         return FATAL
-    rejects = [(r.line, r.reason) for r in invalid]
+    frames = routed.frames
+    rejects = [(r.line, r.reason) for r in routed.rejects]
     accounts: dict[int, tuple[int, int, bool]] = {}
     for shard in frames:
         ledger, twin = Ledger(), Ledger()
@@ -174,7 +175,7 @@ def _model_rows(data: bytes) -> dict[int, tuple[str, int, int, int]]:
     return rows
 
 
-def library_outcome(data: bytes, workers: int) -> Outcome:
+def library_outcome(data: bytes, workers: int, decoders: int = 1) -> Outcome:
     """Run :func:`shardpay.engine.run` (the library API: real processes, forked from this one).
 
     Also checks every reject of a well-formed row as reported: its type,
@@ -189,7 +190,7 @@ def library_outcome(data: bytes, workers: int) -> Outcome:
         with open(src, "wb") as f:
             f.write(data)
         try:
-            result = engine.run(src, workers=workers)
+            result = engine.run(src, workers=workers, decoders=decoders)
         except InputError as err:
             if "header" not in str(err):
                 raise

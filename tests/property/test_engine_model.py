@@ -27,21 +27,23 @@ from tests.property.harness import cli_outcome, inprocess_outcome, library_outco
 from shardpay.testing.strategies import transaction_files
 
 WORKER_COUNTS = (1, 2, 3, 5)
+PIPELINES = ((1, 1), (2, 2), (3, 1), (5, 3))
+"""``(workers, decoders)`` the whole-engine properties run."""
 
 
 @settings(max_examples=max(5, settings().max_examples // 5))  # ~1.3 s an example: 4 CLI runs
 @given(data=transaction_files(max_rows=40))
 @example(data=b"type,client,tx,amount\ndeposit,1,1,1.0\ndispute,1,1,\nchargeback,1,1,\ndeposit,1,2,1\n")
-def test_cli_equals_model_for_every_worker_count(data):
+def test_cli_equals_model_for_every_worker_and_decoder_count(data):
     want = model_outcome(data)
     with tempfile.TemporaryDirectory(prefix="shardpay-prop-") as tmp:
-        for workers in WORKER_COUNTS:
-            got = cli_outcome(data, workers, tmp)
-            assert got == want, f"--workers {workers} differs from the model"
+        for workers, decoders in PIPELINES:
+            got = cli_outcome(data, workers, tmp, decoders=decoders)
+            assert got == want, f"--workers {workers} --decoders {decoders} differs from the model"
 
 
 @settings(max_examples=max(5, settings().max_examples // 3))  # ~0.1 s an example: 2 forked runs
-@given(data=transaction_files(max_rows=40), workers=st.sampled_from([(1, 3), (2, 5)]))
+@given(data=transaction_files(max_rows=40), workers=st.sampled_from([((1, 2), (3, 1)), ((2, 3), (5, 2))]))
 def test_library_api_equals_model(data, workers):
     """:func:`shardpay.engine.run` in this process: the same engine, without a CLI start-up per run.
 
@@ -51,9 +53,9 @@ def test_library_api_equals_model(data, workers):
     (the engine's forked children run the same mutant, unseen).
     """
     want = model_outcome(data)
-    for w in workers:
-        assert library_outcome(data, w) == want, f"workers={w}"
-    assert inprocess_outcome(data, workers[1]) == want
+    for w, d in workers:
+        assert library_outcome(data, w, d) == want, f"workers={w} decoders={d}"
+    assert inprocess_outcome(data, workers[1][0]) == want
 
 
 H = b"type,client,tx,amount\n"

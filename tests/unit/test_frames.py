@@ -1,6 +1,6 @@
-"""Frames (``shardpay.frames``): the data frame's layout round-trips, a chunk's
-frames per shard are byte for byte what :func:`pack_frame` makes of each
-shard's rows in line order, malformed frames raise, and marks carry their token."""
+"""Frames (``shardpay.frames``): every message round-trips, a chunk's frames per shard
+are byte for byte what :func:`pack_frame` makes of each shard's rows in line
+order, malformed frames raise, and the columns can be read in place."""
 
 import random
 
@@ -11,13 +11,22 @@ from shardpay.codes import DEPOSIT, DISPUTE, DUPLICATE, WITHDRAWAL
 from shardpay.columns import chunk_columns
 from shardpay.decode import Deposit, Dispute, Withdrawal
 from shardpay.frames import (
-    FEED_TAG,
+    CHUNK_TAG,
+    DECODED_TAG,
     FRAME_TAG,
+    LONG_LINE_TAG,
     MARK_TAG,
+    chunk_message,
+    decoded_message,
+    frame_layout,
     frame_rows,
+    long_line_message,
     mark_frame,
     mark_token,
     pack_frame,
+    read_chunk,
+    read_decoded,
+    read_long_line,
     shard_frames,
     shard_of,
     unpack_frame,
@@ -39,11 +48,29 @@ def test_frame_round_trip_and_malformed_frames():
         pack_frame([1], b"\0", [1], [2**32], [1])
 
 
-def test_the_three_tags_differ_and_marks_carry_their_token():
-    assert len({FRAME_TAG, MARK_TAG, FEED_TAG}) == 3
+def test_the_tags_differ_and_every_message_round_trips():
+    assert len({FRAME_TAG, MARK_TAG, CHUNK_TAG, LONG_LINE_TAG, DECODED_TAG}) == 5
     for token in (0, 1, 2**64 - 1):
         frame = mark_frame(token)
         assert frame[:1] == MARK_TAG and mark_token(frame) == token
+    lines = b"deposit,1,1,1\ndispute,1,1\n"
+    assert read_chunk(chunk_message(2**40, lines)) == (2**40, lines)
+    assert read_long_line(long_line_message(7, 2**21, b"deposit,1")) == (7, 2**21, b"deposit,1")
+    frame = pack_frame([3], b"\0", [1], [2], [3])
+    for rejects in (b"", b"\x05\x00\x00\x00batch"):
+        message = decoded_message(2, frame, rejects)
+        assert message[:1] == DECODED_TAG and read_decoded(message) == (2, frame, rejects)
+
+
+def test_the_layout_reads_each_column_in_place():
+    columns = ([7, 2**63], bytes([DEPOSIT, DISPUTE]), [65535, 0], [2**32 - 1, 3], [1, 0])
+    frame = pack_frame(*columns)
+    n, layout = frame_layout(frame)
+    assert n == 2
+    got = [np.frombuffer(frame, dtype, n, offset).tolist() for offset, dtype in layout]
+    assert got == [list(c) for c in columns]
+    with pytest.raises(ValueError, match="not a shard frame"):
+        frame_layout(frame[:-1])
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 8, 256])

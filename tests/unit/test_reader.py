@@ -1,7 +1,8 @@
-"""The reader: chunking, the header, BOM and line numbers, overlong lines, feeding in any
-chunking, and routing each client's rows to one shard with duplicates marked."""
-
-import io
+"""The reader (``shardpay.reader``): the header, BOM and line numbers, chunks of whole
+lines, overlong lines, marks in order, feeding in any chunking; and through the
+stages behind it (decoder, sequencer; ``shardpay.testing.stages``): each
+client's rows on one shard, duplicates marked, the same rows whatever the
+chunking."""
 
 import pytest
 from hypothesis import given
@@ -10,8 +11,9 @@ from hypothesis import strategies as st
 import shardpay.reader as reader_mod
 from shardpay.codes import DEPOSIT, DISPUTE, DUPLICATE, WITHDRAWAL
 from shardpay.errors import InputError
-from shardpay.frames import unpack_frame
+from shardpay.frames import CHUNK_TAG, LONG_LINE_TAG, MARK_TAG, read_chunk, read_long_line, unpack_frame
 from shardpay.reader import Reader
+from shardpay.testing.stages import route
 
 CLEAN = b"deposit,1,1,1.5\nwithdrawal,2,2,0.0001\ndispute,1,1,\nresolve,1,1,\nchargeback,3,4,\n"
 
@@ -22,11 +24,8 @@ def _rows(frames: list[list[bytes]]) -> list[tuple]:
 
 
 def read_frames(data: bytes, workers: int = 1, chunk_bytes: int | None = None):
-    frames = [[] for _ in range(workers)]
-    rejects = []
-    r = Reader(io.BytesIO(data), [f.append for f in frames], rejects.extend, chunk_bytes=chunk_bytes)
-    r.run()
-    return frames, [(x.line, x.reason) for x in rejects], r
+    routed = route(data, workers, chunk_bytes)
+    return routed.frames, [(x.line, x.reason) for x in routed.rejects], routed
 
 
 def read_all(data: bytes, workers: int = 1):
@@ -38,7 +37,7 @@ def test_reader_bom_header_and_line_numbers():
     data = b"\xef\xbb\xbf\n\ntype,client,tx,amount\r\ndeposit,1,1,1\r\n\r\ndeposit,2,2,2"
     rows, rejects, r = read_all(data)
     assert rows == [(4, DEPOSIT, 1, 1, 10000), (6, DEPOSIT, 2, 2, 20000)]
-    assert r.rows == 2 and rejects == []
+    assert r.sequencer.rows == 2 and rejects == []
 
 
 def test_reader_empty_and_header_only():
@@ -62,8 +61,7 @@ def test_reader_claims_tx_ids_and_marks_duplicates():
 
 def test_reader_routes_each_client_to_one_shard():
     data = b"type,client,tx,amount\n" + b"".join(b"deposit,%d,%d,1\n" % (i % 50, i) for i in range(1000))
-    frames = [[] for _ in range(4)]
-    Reader(io.BytesIO(data), [f.append for f in frames], list).run()
+    frames = route(data, 4).frames
     owner = {}
     for s, shard in enumerate(frames):
         for frame in shard:
@@ -102,15 +100,15 @@ def test_reader_rejects_overlong_line_without_holding_it(monkeypatch):
 
 
 def _fed(data: bytes, cuts: list[int], workers: int = 2):
-    frames = [[] for _ in range(workers)]
-    rejects = []
-    r = Reader(None, [f.append for f in frames], rejects.extend)
-    prev = 0
-    for cut in sorted(cuts) + [len(data)]:
-        r.feed(data[prev:cut])
-        prev = max(prev, cut)
-    r.finish()
-    return _rows(frames), [(x.line, x.reason, x.detail) for x in rejects]
+    def feed(reader):
+        prev = 0
+        for cut in sorted(cuts) + [len(data)]:
+            reader.feed(data[prev:cut])
+            prev = max(prev, cut)
+        reader.finish()
+
+    routed = route(b"", workers, feed=feed)
+    return _rows(routed.frames), [(x.line, x.reason, x.detail) for x in routed.rejects]
 
 
 FEED_SAMPLE = (
@@ -134,3 +132,51 @@ def test_feed_in_any_chunking_equals_run(monkeypatch):
     any_cuts()
 
 
+
+
+def messages(data: bytes, chunk_bytes: int | None = None, marks: dict[int, int] | None = None) -> list[bytes]:
+    """The reader's messages for ``data`` fed in pieces of 50 bytes, a mark after the pieces named in ``marks``."""
+    out: list[bytes] = []
+    reader = Reader(out.append, chunk_bytes)
+    for i in range(0, len(data), 50):
+        reader.feed(data[i : i + 50])
+        if marks and i // 50 in marks:
+            reader.mark(marks[i // 50])
+    reader.finish()
+    return out
+
+
+def test_chunks_hold_whole_lines_numbered_by_their_first_line():
+    data = b"\ntype,client,tx,amount\n" + b"".join(b"deposit,%d,%d,1\n" % (i, i) for i in range(1, 40))
+    out = messages(data, chunk_bytes=64)
+    assert all(m[:1] == CHUNK_TAG for m in out) and len(out) > 5
+    line = 3  # an empty line, then the header
+    for first, block in map(read_chunk, out):
+        assert first == line and block.endswith(b"\n")
+        line += block.count(b"\n")
+    assert b"".join(read_chunk(m)[1] for m in out) == data.split(b"amount\n", 1)[1]
+
+
+def test_an_overlong_line_is_a_long_line_message_in_its_place(monkeypatch):
+    monkeypatch.setattr(reader_mod, "MAX_LINE_BYTES", 100)
+    data = b"type,client,tx,amount\ndeposit,1,1,1\ndispute,1,1," + b"9" * 500 + b"\ndeposit,1,2,1"
+    out = messages(data)
+    kinds = [m[:1] for m in out]
+    assert LONG_LINE_TAG in kinds
+    line, size, head = read_long_line(out[kinds.index(LONG_LINE_TAG)])
+    assert (line, size) == (3, 512) and head == (b"dispute,1,1," + b"9" * 500)[:40]
+    assert read_chunk(out[-1]) == (4, b"deposit,1,2,1\n")  # the last line, without its LF, counts
+
+
+def test_a_mark_follows_every_complete_line_fed_before_it():
+    data = b"type,client,tx,amount\n" + b"".join(b"deposit,1,%d,1\n" % i for i in range(20))
+    out = messages(data, marks={3: 77})
+    at = [m[:1] for m in out].index(MARK_TAG)
+    before = b"".join(read_chunk(m)[1] for m in out[:at])
+    assert before == data[len(b"type,client,tx,amount\n") : data.rfind(b"\n", 0, 200) + 1]
+
+
+def test_a_header_that_is_too_long_is_fatal(monkeypatch):
+    monkeypatch.setattr(reader_mod, "MAX_LINE_BYTES", 100)
+    with pytest.raises(InputError, match="first line is longer"):
+        messages(b"type" * 100 + b"\ndeposit,1,1,1\n")

@@ -25,7 +25,16 @@ from shardpay.codes import (
     WITHDRAWAL,
     WITHDRAWN,
 )
-from shardpay.rejects import Reject, close_spools, merge, open_spools, read_spool, render, write_rejects_batch
+from shardpay.rejects import (
+    Reject,
+    close_spools,
+    merge,
+    open_spools,
+    read_spool,
+    rejects_batch,
+    render,
+    unpack_rejects,
+)
 
 
 def ledger_bytes(*records):
@@ -74,11 +83,11 @@ def test_a_reader_spool_reads_back_in_batches_from_an_offset(spools):
     first = [Reject(2, "deposit", "x", "1", "1", "invalid_row", "client 'x' is not an integer 0..65535")]
     second = [Reject(5, "bogus", "", "", "", "invalid_row", "expected 4 fields (type,client,tx,amount), got 1"),
               Reject(9, "dépôt", "1", "1", "1", "invalid_row", "type 'dépôt' is not one of ...")]
-    write_rejects_batch(spool.file, first)
+    spool.file.write(rejects_batch(first))
     spool.file.flush()
     got, offset = read_spool(spool)
     assert got == first
-    write_rejects_batch(spool.file, second)
+    spool.file.write(rejects_batch(second))
     spool.file.write(b"\xff\x00\x00\x00partial")  # a batch still being written: left for the next call
     spool.file.flush()
     got, offset2 = read_spool(spool, offset)
@@ -102,8 +111,8 @@ def test_a_ledger_spool_reads_whole_records_only(spools):
 
 def test_merge_orders_every_spool_by_line(spools):
     reader, w0, w1 = spools(False, True, True)
-    write_rejects_batch(reader.file, [Reject(3, "x", "", "", "", "invalid_row", "d"),
-                                      Reject(10, "y", "", "", "", "invalid_row", "d")])
+    reader.file.write(rejects_batch([Reject(3, "x", "", "", "", "invalid_row", "d"),
+                                     Reject(10, "y", "", "", "", "invalid_row", "d")]))
     w0.file.write(ledger_bytes((2, UNKNOWN_TX, DISPUTE, 1, 1, 0, 0), (11, UNKNOWN_TX, DISPUTE, 1, 2, 0, 0)))
     w1.file.write(ledger_bytes((5, UNKNOWN_TX, RESOLVE, 2, 3, 0, 0)))
     for s in (reader, w0, w1):
@@ -112,3 +121,10 @@ def test_merge_orders_every_spool_by_line(spools):
     assert [r.line for r in merge([w1])] == [5]
     empty = spools(True)[-1]
     assert list(merge([empty])) == []
+
+
+def test_a_batch_unpacks_to_its_rejects():
+    rows = [Reject(2, "a", "b", "c", "d", "invalid_row", "e"), Reject(3, "", "", "", "", "invalid_row", "f")]
+    assert unpack_rejects(rejects_batch(rows)) == rows
+    assert unpack_rejects(rejects_batch(rows[:1]) + rejects_batch(rows[1:])) == rows
+    assert unpack_rejects(b"") == []
