@@ -2,10 +2,11 @@
 
 Usage::
 
-    python profiling/bench.py --rows 10M --workers 1,2,4,8 --scenario uniform
+    python profiling/bench.py --rows 10M                            # the defaults against the reference
+    python profiling/bench.py --rows 10M --workers default,1:1,2:2,1:2,2:1 --no-model
     python profiling/bench.py --rows 2M --scenario uniform,hot,disputes,sparse,messy --no-model
-    python profiling/bench.py --rows 5M,10M,20M --memory           # RSS slope per stored deposit
-    python profiling/bench.py --rows 10M --reader-ceiling 1,2,4,8  # the reader alone, and the reference
+    python profiling/bench.py --rows 5M,10M,20M --memory            # RSS slope per stored deposit
+    python profiling/bench.py --rows 10M --ceiling default,2:2      # the pipeline without the ledger
 
 For each scenario it generates the data once (``profiling/data/``, not
 committed; deterministic by ``--seed``), then runs, ``--repeat`` times and
@@ -14,7 +15,8 @@ alternating so machine noise hits every command alike:
 * the floor: ``wc -l FILE``;
 * the reference: ``python -m shardpay.testing.model FILE``, a plain single-process
   implementation of SPEC (csv module, dicts, int money);
-* ``shardpay FILE --workers N --quiet --stats ...`` for every N.
+* ``shardpay FILE [--workers N [--decoders D]] --quiet --stats ...`` for
+  every item of ``--workers``: ``default`` (no flags), ``N`` or ``N:D``.
 
 It prints one table (median wall, rows/s, CPU of all processes, peak RSS of
 all processes together, ratio against the reference and against the floor)
@@ -25,10 +27,11 @@ Markdown and JSON to ``profiling/results/`` (``--results``; inputs go to
 With several scenarios, every round runs every command on every scenario's
 file, and a last table gives each scenario's median wall over the first's.
 
-``--reader-ceiling`` runs the reader alone instead (decode, claim, route
-into rings that N processes drain without applying anything), alternating
-with the reference model unless ``--no-model``, and gives its rows/s as a
-multiple of the reference's; there the scenarios run one after the other.
+``--ceiling`` runs the same commands with a ledger that applies nothing (the
+workers count their rows and drop them): the reader, the decoders and the
+sequencer alone, the most any ledger can reach; alternating with the
+reference model unless ``--no-model``, it gives the rows/s as a multiple of
+the reference's; there the scenarios run one after the other.
 
 ``--plot`` also writes PNG charts of the results beside them
 (``profiling/plot.py``; needs matplotlib: ``pip install '.[profiling]'``).
@@ -99,8 +102,30 @@ def timed(cmd: list[str]) -> dict:
     return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "maxrss": ru.ru_maxrss * 1024}
 
 
-def bench_scenarios(paths: dict[str, Path], rows: int, workers: list[int], repeat: int, model: bool,
-                    backends: tuple[str, ...] = ("local",)) -> list[dict]:
+def pipeline_args(item: str) -> list[str]:
+    """The CLI flags of one ``--workers`` item: ``default`` (none), ``N`` or ``N:D``."""
+    if item == "default":
+        return []
+    workers, _, decoders = item.partition(":")
+    return ["--workers", workers] + (["--decoders", decoders] if decoders else [])
+
+
+CEILING_LAUNCHER = """
+import sys
+from shardpay import cli, ledger
+from shardpay.frames import frame_rows
+def count_only(self, frame):
+    self.applied += frame_rows(frame)
+    return 0
+for cls in {ledger.Ledger, *getattr(ledger, "LEDGERS", ())}:
+    cls.apply_frame = count_only
+sys.exit(cli.main(sys.argv[1:]))
+"""
+"""Runs the CLI with a ledger that counts its rows and applies nothing (``--ceiling``)."""
+
+
+def bench_scenarios(paths: dict[str, Path], rows: int, workers: list[str], repeat: int, model: bool,
+                    backends: tuple[str, ...] = ("local",), ceiling: bool = False) -> list[dict]:
     """Time every command on every scenario's file, ``repeat`` rounds; each round
     runs every command of every scenario once, so machine drift hits them alike.
 
@@ -113,11 +138,13 @@ def bench_scenarios(paths: dict[str, Path], rows: int, workers: list[int], repea
         cmds = [("floor (wc -l)", ["wc", "-l", str(path)])]
         if model:
             cmds.append((REFERENCE, reference_cmd(path)))
+        program = [sys.executable, "-c", CEILING_LAUNCHER] if ceiling else [exe]
         for backend in backends:
             extra = [] if backend == "local" else ["--backend", backend]
             for w in workers:
-                cmds.append((" ".join(["shardpay", *extra, "--workers", str(w)]),
-                             [exe, str(path), *extra, "--workers", str(w), "--quiet", "--stats", str(stats_file)]))
+                flags = [*extra, *pipeline_args(w)]
+                cmds.append((" ".join(["shardpay", *(flags or ["(defaults)"])]),
+                             [*program, str(path), *flags, "--quiet", "--stats", str(stats_file)]))
         commands[scenario] = cmds
     runs: dict[str, dict[str, list[dict]]] = {sc: {name: [] for name, _ in cmds} for sc, cmds in commands.items()}
     for r in range(repeat):
@@ -173,17 +200,29 @@ def against_first(results: list[dict]) -> list[dict]:
 
 
 def stage_figures(s: dict) -> dict:
-    rd = s["reader"]
-    ws = s["workers_detail"]
+    """The stage figures of one run's ``--stats``: per stage its processes' CPU seconds,
+    the rows/s over their own work, the seconds they waited or were held up,
+    and CPU nanoseconds per input row by stage (what ``plot.py`` stacks)."""
+    rows = max(s["rows_read"], 1)
+    ds, seq, ws = s["decoders_detail"], s["sequencer"], s["workers_detail"]
+    cpu = {"reader": s["parent"]["cpu_seconds"], "decoders": sum(d["cpu_seconds"] for d in ds),
+           "sequencer": seq["cpu_seconds"], "workers": sum(w["cpu_seconds"] for w in ws)}
     return {
-        "reader_decode_rows_per_s": rd["decode_rows_per_second"],
-        "reader_route_rows_per_s": rd["route_rows_per_second"],
-        "reader_blocked_on_full_rings_s": rd["blocked_on_full_rings_seconds"],
-        "reader_cpu_s": rd["cpu_seconds"],
-        "worker_apply_rows_per_s": [w["apply_rows_per_second"] for w in ws],
-        "worker_waiting_on_empty_ring_s": [w["waiting_on_empty_ring_seconds"] for w in ws],
+        "workers": s["workers"],
+        "decoders": s["decoders"],
+        "ledger": s.get("ledger"),
+        "cpu_ns_per_row": {stage: round(seconds / rows * 1e9, 1) for stage, seconds in cpu.items()},
+        "reader_blocked_s": s["parent"]["blocked_on_full_decoder_rings_seconds"],
+        "decode_rows_per_s": [d["decode_rows_per_second"] for d in ds],
+        "decoder_cpu_s": [d["cpu_seconds"] for d in ds],
+        "decoder_blocked_s": [d["blocked_on_full_ring_seconds"] for d in ds],
+        "route_rows_per_s": seq["route_rows_per_second"],
+        "sequencer_cpu_s": seq["cpu_seconds"],
+        "sequencer_waiting_s": seq["waiting_on_decoders_seconds"],
+        "sequencer_blocked_s": seq["blocked_on_full_rings_seconds"],
+        "apply_rows_per_s": [w["apply_rows_per_second"] for w in ws],
         "worker_cpu_s": [w["cpu_seconds"] for w in ws],
-        "parent_cpu_s": s["parent"]["cpu_seconds"],
+        "worker_waiting_s": [w["waiting_on_empty_ring_seconds"] for w in ws],
         "rows_per_shard": s["rows_per_shard"],
     }
 
@@ -198,18 +237,20 @@ def markdown(result: dict, title: str) -> str:
                      f"{r['peak_rss_all_mib']:.0f} | {ref} | {r['x_floor']:.1f} |")
     stages = [r for r in result["table"] if "stages" in r]
     if stages:
-        lines += ["", "Stage figures (`--stats` of the median run):", "",
-                  "| command | decode rows/s | route rows/s | reader blocked s | reader CPU s | "
-                  "apply rows/s per worker | worker waiting s | worker CPU s |",
-                  "| --- | ---: | ---: | ---: | ---: | --- | --- | --- |"]
+        lines += ["", "Stage figures (`--stats` of the median run; CPU ns a row: reader, decoders, sequencer, "
+                  "workers; rows/s over each stage's own work):", "",
+                  "| command | W x D | ledger | CPU ns/row by stage | decode rows/s each | route rows/s | "
+                  "apply rows/s each | decoders blocked s | workers waiting s |",
+                  "| --- | --- | --- | --- | --- | ---: | --- | --- | --- |"]
         for r in stages:
             g = r["stages"]
+            ns = " / ".join(f"{v:,.0f}" for v in g["cpu_ns_per_row"].values())
             lines.append(
-                f"| {r['command']} | {g['reader_decode_rows_per_s']:,} | {g['reader_route_rows_per_s']:,} | "
-                f"{g['reader_blocked_on_full_rings_s']:.2f} | {g['reader_cpu_s']:.2f} | "
-                f"{', '.join(f'{x:,}' for x in g['worker_apply_rows_per_s'])} | "
-                f"{', '.join(f'{x:.2f}' for x in g['worker_waiting_on_empty_ring_s'])} | "
-                f"{', '.join(f'{x:.2f}' for x in g['worker_cpu_s'])} |")
+                f"| {r['command']} | {g['workers']} x {g['decoders']} | {g['ledger'] or '-'} | {ns} | "
+                f"{', '.join(f'{x:,}' for x in g['decode_rows_per_s'])} | {g['route_rows_per_s']:,} | "
+                f"{', '.join(f'{x:,}' for x in g['apply_rows_per_s'])} | "
+                f"{', '.join(f'{x:.2f}' for x in g['decoder_blocked_s'])} | "
+                f"{', '.join(f'{x:.2f}' for x in g['worker_waiting_s'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -235,69 +276,6 @@ def memory_slope(counts: list[int], seed: int, workers: int | None, data: Path =
     return {"points": points, "bytes_per_stored_deposit": round(slope, 1)}
 
 
-def reader_ceiling(path: Path, rows: int, workers: list[int], repeat: int, model: bool) -> dict:
-    """The reader alone: decode, claim, route into real rings drained by processes that apply nothing.
-
-    With ``model``, the reference model runs in the same rounds, alternating
-    with the reader runs, and each reader rate is also given as a multiple of
-    the reference's rows/s (issue 9's "8x the plain implementation").
-    """
-    import gc
-    import multiprocessing
-
-    from shardpay.proc import keep_freed_memory
-    from shardpay.reader import Reader
-    from shardpay.ring import Ring, segment_name
-
-    keep_freed_memory()  # as in the engine's reader process
-    ctx = multiprocessing.get_context("fork")
-    walls: dict[int, list[float]] = {w: [] for w in workers}
-    figures: dict[int, list[dict]] = {w: [] for w in workers}  # the reader's stage seconds, run by run
-    ref_walls: list[float] = []
-    for r in range(repeat):
-        if model:
-            ref_walls.append(timed(reference_cmd(path))["wall"])
-            print(f"  run {r + 1}/{repeat}: {REFERENCE:<24} {ref_walls[-1]:7.2f} s", file=sys.stderr, flush=True)
-        for w in workers:
-            rings = [Ring(ctx, segment_name(i)) for i in range(w)]
-            try:
-                drains = [ctx.Process(target=_drain, args=(ring,)) for ring in rings]
-                for p in drains:
-                    p.start()
-                gc.disable()
-                t0 = time.perf_counter()
-                with open(path, "rb", buffering=0) as f:
-                    reader = Reader(f, [ring.send for ring in rings], lambda rejects: None)
-                    reader.run()
-                for ring in rings:
-                    ring.send_eos()
-                for p in drains:
-                    p.join()
-                walls[w].append(time.perf_counter() - t0)
-                gc.enable()
-            finally:
-                for ring in rings:
-                    ring.unlink()
-            figures[w].append({"decode_s": round(reader.decode_seconds, 3), "route_s": round(reader.route_seconds, 3)})
-            print(f"  run {r + 1}/{repeat}: reader alone, {w} drain(s) {walls[w][-1]:7.2f} s", file=sys.stderr, flush=True)
-    ref = statistics.median(ref_walls) if model else None
-    out = []
-    for w in workers:
-        med = statistics.median(walls[w])
-        median_run = min(range(len(walls[w])), key=lambda i: abs(walls[w][i] - med))
-        out.append({"workers": w, "wall_median_s": round(med, 3), "wall_runs_s": [round(x, 3) for x in walls[w]],
-                    "rows_per_s": round(rows / med), "x_reference": round(ref / med, 2) if ref else None,
-                    **figures[w][median_run]})
-    return {"reference": {"wall_median_s": round(ref, 3), "wall_runs_s": [round(x, 3) for x in ref_walls],
-                          "rows_per_s": round(rows / ref)} if ref else None,
-            "readers": out}
-
-
-def _drain(ring) -> None:
-    while ring.recv() is not None:
-        pass
-
-
 def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}"
 
@@ -305,13 +283,15 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", default="2M", help="rows, or a comma list for --memory (e.g. 5M,10M,20M)")
-    p.add_argument("--workers", default="1,2", help="comma list of --workers values")
+    p.add_argument("--workers", default="default",
+                   help="comma list of pipelines: default (no flags), N (--workers N) or N:D (--decoders D too)")
     p.add_argument("--scenario", default="uniform", help="comma list: uniform,hot,disputes,sparse,messy")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-model", action="store_true", help="skip the reference implementation (slow on big files)")
     p.add_argument("--memory", action="store_true", help="fit peak RSS against stored deposits over --rows")
-    p.add_argument("--reader-ceiling", metavar="N,N", help="run the reader alone with N draining workers")
+    p.add_argument("--ceiling", action="store_true",
+                   help="the same commands with a ledger that applies nothing: the pipeline's own bound")
     p.add_argument("--backend", default="local", help="comma list of --backend values: local,ray")
     p.add_argument("--name", help="results file name (default from the arguments)")
     p.add_argument("--data", type=Path, default=DATA, help="where generated inputs are kept (default profiling/data)")
@@ -321,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     plot = _plotter() if a.plot else None  # before the run: a missing matplotlib fails at once
     argv = sys.argv[1:] if argv is None else argv
-    workers = [int(x) for x in a.workers.split(",")]
+    workers = a.workers.split(",")
     a.results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M")
     report: dict = {"machine": machine(), "date": stamp, "argv": argv}
@@ -341,27 +321,16 @@ def main(argv: list[str] | None = None) -> int:
         paths: dict[str, Path] = {}
         for scenario in a.scenario.split(","):
             path = data_file(rows, scenario, a.seed, a.data)
-            if a.reader_ceiling:
-                ceiling = reader_ceiling(path, rows, [int(x) for x in a.reader_ceiling.split(",")], a.repeat,
-                                         not a.no_model)
-                report["scenarios"].append({"scenario": scenario, "file": path.name, "reader_ceiling": ceiling})
-                md += [f"### reader alone, {scenario}, {rows:,} rows", "",
-                       f"`{path.name}`; median of the runs, the reference alternating with the reader runs.", "",
-                       "| command | wall s | rows/s | x the reference's rows/s |", "| --- | ---: | ---: | ---: |"]
-                if ceiling["reference"]:
-                    ref = ceiling["reference"]
-                    md.append(f"| {REFERENCE} | {ref['wall_median_s']:.2f} | {ref['rows_per_s']:,} | 1.00 |")
-                md += [f"| reader, {c['workers']} draining worker(s) | {c['wall_median_s']:.2f} | {c['rows_per_s']:,} | "
-                       f"{c['x_reference'] if c['x_reference'] else '-'} |" for c in ceiling["readers"]]
-                md.append("")
-                continue
             paths[scenario] = path
         if paths:
-            results = bench_scenarios(paths, rows, workers, a.repeat, not a.no_model, tuple(a.backend.split(",")))
+            results = bench_scenarios(paths, rows, workers, a.repeat, not a.no_model, tuple(a.backend.split(",")),
+                                      a.ceiling)
             for scenario, res in zip(paths, results):
                 res["scenario"] = scenario
+                res["ceiling"] = a.ceiling
                 report["scenarios"].append(res)
-                md.append(markdown(res, f"{scenario}, {rows:,} rows"))
+                what = ", the pipeline without the ledger" if a.ceiling else ""
+                md.append(markdown(res, f"{scenario}, {rows:,} rows{what}"))
             if len(results) > 1:
                 ratios = against_first(results)
                 report["against_first"] = ratios
@@ -371,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                 md += [f"| {q['scenario']} | {q['command']} | {q['wall_median_s']:.2f} | {q['x_first']:.2f} |"
                        for q in ratios]
                 md.append("")
-        tag = "reader-ceiling" if a.reader_ceiling else "bench"
+        tag = "ceiling" if a.ceiling else "bench"
         name = a.name or f"{tag}-{a.scenario.replace(',', '+')}-{a.rows}"
     text = "\n".join(md)
     print(text)

@@ -4,10 +4,10 @@ Usage::
 
     python profiling/faults.py                         # 5M rows, every fault, 20 runs each
     python profiling/faults.py --runs 3 --faults SIGINT,kill-parent
-    python profiling/faults.py --input big.csv --workers 4
+    python profiling/faults.py --input big.csv --workers 4 --decoders 3
 
 For each fault and each run: start the installed ``shardpay FILE --workers W
--q -o OUT --rejects REJ --stats STATS`` in its own session with a private
+--decoders D -q -o OUT --rejects REJ --stats STATS`` in its own session with a private
 ``TMPDIR``, send the fault at a random point of the run, then check
 
 * the exit code, and the seconds from the fault to the parent's exit;
@@ -23,17 +23,19 @@ Faults and what passes:
 SIGINT         exit 130 within 2 s, one line on stderr, nothing left
 SIGTERM        exit 143 within 2 s, one line on stderr, nothing left
 kill-parent    SIGKILL of the parent: every child gone within 5 s, nothing left
-kill-reader    SIGKILL of the reader: exit 1 within 5 s naming it, nothing left
+kill-decoder   SIGKILL of a random decoder: exit 1 within 5 s naming it, nothing left
+kill-sequencer SIGKILL of the sequencer: the same, naming it
 kill-worker    SIGKILL of a random worker: the same, naming that worker
 =============  ==============================================================
 
 The point is chosen by the run's progress, not by the clock (a shared
 machine's load changes how long a run takes): for a signal to the parent, one
 run in ten gets a random moment of start-up (its first 0.5 s), one in ten a
-random moment of the end (0-0.5 s after the reader has exited: the merge and
-the outputs), and the others the moment the reader has read a random
-fraction of the input (its ``rchar`` in ``/proc/PID/io``). A child is killed
-at a random fraction of the input.
+random moment of the end (0-0.5 s after the decoders have exited: the
+workers' last rows, the merge and the outputs), and the others the moment
+the parent (the reader) has read a random fraction of the input (its
+``rchar`` in ``/proc/PID/io``). A child is killed at a random fraction of
+the input.
 
 A fault that lands after the run has done its work counts as *finished*:
 exit 0 with the outputs identical to an undisturbed run's. A SIGINT/SIGTERM
@@ -73,8 +75,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "profiling" / "data"
-FAULTS = ("SIGINT", "SIGTERM", "kill-parent", "kill-reader", "kill-worker")
-EXIT_LIMIT = {"SIGINT": 2.0, "SIGTERM": 2.0, "kill-parent": 5.0, "kill-reader": 5.0, "kill-worker": 5.0}
+FAULTS = ("SIGINT", "SIGTERM", "kill-parent", "kill-decoder", "kill-sequencer", "kill-worker")
+EXIT_LIMIT = {"SIGINT": 2.0, "SIGTERM": 2.0, "kill-parent": 5.0, "kill-decoder": 5.0, "kill-sequencer": 5.0,
+              "kill-worker": 5.0}
 """Seconds from the fault to the parent's exit (kill-parent: to the last process's exit)."""
 
 
@@ -137,38 +140,40 @@ def wait_for_point(proc: subprocess.Popen, phase: str, amount: float, size: int,
                    t0: float) -> int:
     """Wait until the run reaches the chosen point; return the pid to signal (-1: the victim is gone).
 
-    ``start``: ``amount`` seconds after the start. ``read``: the reader has read
-    ``amount`` of the input. ``end``: ``amount`` seconds after the reader exited.
+    ``start``: ``amount`` seconds after the start. ``read``: the parent (the
+    reader) has read ``amount`` of the input. ``end``: ``amount`` seconds after
+    the decoders exited.
     """
     pid = proc.pid
     if phase == "start":
         time.sleep(max(0.0, t0 + amount - time.monotonic()))
         return pid
-    reader = None
+    started = False
     while proc.poll() is None:
         names = {v: k for k, v in session_processes(pid).items()}
-        if reader is None:
-            reader = names.get("sp-reader")
+        decoding = any(n.startswith("sp-decoder-") for n in names)
+        if not started:
+            started = decoding and (victim is None or victim in names)
         elif phase == "read":
-            done = rchar(reader)
+            done = rchar(pid)
             if done < 0 or done >= amount * size:
                 return names.get(victim, -1) if victim else pid
-        elif "sp-reader" not in names:  # phase "end": the reader is done
+        elif not decoding:  # phase "end": the input is decoded
             time.sleep(amount)
             return pid
         time.sleep(0.002)
     return pid
 
 
-def one_run(src: Path, workers: int, fault: str, rng: random.Random, work: Path,
+def one_run(src: Path, workers: int, decoders: int, fault: str, rng: random.Random, work: Path,
             reference: dict[str, bytes]) -> Outcome:
     """Start a run, send ``fault`` at a random moment, and check everything; see the module docstring."""
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
     tmp, out = run_dir / "tmp", run_dir / "out"
     tmp.mkdir()
     out.mkdir()
-    cmd = [*shardpay_cmd(), str(src), "--workers", str(workers), "-q", "-o", str(out / "accounts.csv"),
-           "--rejects", str(out / "rejects.csv"), "--stats", str(out / "stats.json")]
+    cmd = [*shardpay_cmd(), str(src), "--workers", str(workers), "--decoders", str(decoders), "-q",
+           "-o", str(out / "accounts.csv"), "--rejects", str(out / "rejects.csv"), "--stats", str(out / "stats.json")]
     err_path = run_dir / "stderr.txt"
     t0 = time.monotonic()
     with open(err_path, "wb") as err:
@@ -177,8 +182,9 @@ def one_run(src: Path, workers: int, fault: str, rng: random.Random, work: Path,
     pid = proc.pid
     _in_flight[:] = [pid]
     victim_name = None
-    if fault in ("kill-reader", "kill-worker"):
-        victim_name = "sp-reader" if fault == "kill-reader" else f"sp-worker-{rng.randrange(workers)}"
+    if fault.startswith("kill-") and fault != "kill-parent":
+        victim_name = {"kill-decoder": f"sp-decoder-{rng.randrange(decoders)}", "kill-sequencer": "sp-sequencer",
+                       "kill-worker": f"sp-worker-{rng.randrange(workers)}"}[fault]
         phase, amount = "read", rng.random()
     else:
         r = rng.random()
@@ -256,7 +262,7 @@ def judge(o: Outcome, files: list[str], out: Path, victim: str | None, reference
         if o.gone_seconds is None:
             problems.append("children still running after 5 s")
     else:
-        want = "the reader process" if victim == "sp-reader" else f"the worker {victim.rsplit('-', 1)[1]} process"
+        want = f"the {victim.removeprefix('sp-').replace('-', ' ')} process"
         if o.code != 1:
             problems.append(f"exit {o.code}, expected 1")
         elif want not in o.stderr or "SIGKILL" not in o.stderr or o.stderr.count("\n") != 1:
@@ -377,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", default="5M", help="rows to generate when --input is not given (default 5M)")
     p.add_argument("--runs", type=int, default=20, help="runs per fault (default 20)")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--decoders", type=int, default=2)
     p.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated, from {', '.join(FAULTS)}")
     p.add_argument("--seed", type=int, default=1, help="seed of the random moments (default 1)")
     p.add_argument("--slow-path", metavar="ROWS",
@@ -412,17 +419,18 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="shardpay-faults-"))
     try:
         duration, reference = baseline(src, args.workers, work)
-        print(f"input {src} ({src.stat().st_size / 2**20:,.0f} MiB), --workers {args.workers}: "
+        print(f"input {src} ({src.stat().st_size / 2**20:,.0f} MiB), --workers {args.workers} "
+              f"--decoders {args.decoders}: "
               f"an undisturbed run takes {duration:.1f} s", flush=True)
         rng = random.Random(args.seed)
         outcomes = []
         for fault in faults:
             for i in range(args.runs):
-                o = one_run(src, args.workers, fault, rng, work, reference)
+                o = one_run(src, args.workers, args.decoders, fault, rng, work, reference)
                 outcomes.append(o)
                 shown = f"{o.exit_seconds:.2f}" if o.exit_seconds is not None else "-"
                 gone = f"{o.gone_seconds:.2f}" if o.gone_seconds is not None else "-"
-                print(f"{fault:12} run {i + 1:2}: at {o.point:10} -> exit {o.code} after {shown} s, "
+                print(f"{fault:14} run {i + 1:2}: at {o.point:10} -> exit {o.code} after {shown} s, "
                       f"all gone after {gone} s: {o.verdict}", flush=True)
     finally:
         for sid in _in_flight:  # interrupted mid-run: leave nothing of it either

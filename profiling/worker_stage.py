@@ -4,7 +4,7 @@
     python profiling/worker_stage.py FILE --ledger shardpay/ledger.py --ledger /tmp/variant.py --repeat 3
     python profiling/worker_stage.py FILE --ledger shardpay/ledger.py --ledger /tmp/variant.py --callgrind
 
-The real :class:`shardpay.reader.Reader` splits FILE into ``--workers`` shards;
+The engine's reader, decoder and sequencer (``shardpay.testing.stages``) split FILE into ``--workers`` shards;
 shard ``--shard``'s frames (exactly as its ring would carry them) are
 kept in a temporary file. Each ledger module (a file defining ``Ledger``;
 default: shardpay's own; a copy of ``shardpay/ledger.py`` may keep its
@@ -50,15 +50,13 @@ class Ledger:
 
 def dump_frames(path: str, workers: int, shard: int, out: str) -> int:
     """Write shard ``shard``'s frames of ``path`` (``workers`` shards) to ``out``; return its rows."""
-    from shardpay.reader import Reader
+    from shardpay.testing.stages import route
 
-    frames: list[list[bytes]] = [[] for _ in range(workers)]
     with open(path, "rb") as f:
-        reader = Reader(f, [x.append for x in frames], lambda rejects: None)
-        reader.run()
+        routed = route(f, workers)
     with open(out, "wb") as f:
-        pickle.dump(frames[shard], f, protocol=5)
-    return reader.shard_rows[shard]
+        pickle.dump(routed.frames[shard], f, protocol=5)
+    return routed.sequencer.shard_rows[shard]
 
 
 def child(frames_path: str, module_path: str) -> None:

@@ -1,6 +1,6 @@
-"""profiling/reader_stage.py: the reader stage alone, and its frame digest.
+"""profiling/stages.py: the pipeline's stages alone, and the digest of their frames.
 
-The digest is what says two readers made the same frames, so it must be the
+The digest is what says two trees made the same frames, so it must be the
 same for the same tree run twice and change when the frames change.
 """
 
@@ -15,7 +15,7 @@ from shardpay.testing.generate import generate
 
 from conftest import ROOT
 
-TOOL = ROOT / "profiling" / "reader_stage.py"
+TOOL = ROOT / "profiling" / "stages.py"
 
 
 def _stage(tmp_path, *args: str) -> str:
@@ -35,18 +35,18 @@ def _digests(out: str) -> list[str]:
 def test_the_same_tree_twice_makes_the_same_frames_and_keeps_its_own_runs(tmp_path):
     out = _stage(tmp_path, "--tree", str(ROOT), "--tree", str(ROOT), "--workers", "2", "--repeat", "3")
     assert len(_digests(out)) == 6 and len(set(_digests(out))) == 1
-    runs = {t: [int(n) for n in re.findall(rf"run \d, tree {t} \(.*?\): (\d+) ns/row", out)] for t in (1, 2)}
-    medians = {t: int(re.search(rf"median tree {t} \(.*?\): (\d+) ns/row", out).group(1)) for t in (1, 2)}
+    runs = {t: [int(n) for n in re.findall(rf"run \d, tree {t}: cut \d+, decode (\d+)", out)] for t in (1, 2)}
+    medians = {t: int(re.search(rf"median tree {t} \(.*?\): cut \d+, decode (\d+)", out).group(1)) for t in (1, 2)}
     for t in (1, 2):  # each tree's median is of its own three runs (not of both trees' six)
         assert len(runs[t]) == 3 and min(runs[t]) > 0
         assert abs(medians[t] - statistics.median(runs[t])) <= 1
-    ratio = float(re.search(r"median tree 2 .*?\((\d+\.\d+)x the first\)", out).group(1))
+    ratio = float(re.search(r"median tree 2 .*?decode (\d+\.\d+)x", out).group(1))
     assert abs(ratio - medians[2] / medians[1]) < 0.01
 
 
 def test_without_a_tree_it_imports_the_installed_package_wherever_it_runs(tmp_path):
     out = _stage(tmp_path, "--workers", "1", "--repeat", "1")
-    assert "run 1, tree 1 (installed)" in out and len(_digests(out)) == 1  # one run line
+    assert "median tree 1 (installed)" in out and len(_digests(out)) == 1  # one run line
 
 
 def test_other_shard_counts_make_other_frames(tmp_path):
