@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from shardpay import claims
 from shardpay.claims import CROWDED_ROUNDS, Claims, ClaimTable, mark_duplicates
 from shardpay.codes import DEPOSIT, DISPUTE, DUPLICATE
-from shardpay.columns import chunk_columns
+from tests.frame_helpers import columns_of
 from shardpay.decode import Deposit, Dispute, Withdrawal
 from shardpay.frames import shard_frames, unpack_frame
 
@@ -142,7 +142,7 @@ def claim(reader, block, shards=1):
     """Claim ``block`` (rows in line order) as the reader does, then split it into
     ``shards`` frames by ``client % shards``; return the block's kinds, in line
     order, as the frames carry them."""
-    cols = chunk_columns(range(len(block)), block)
+    cols = columns_of(range(len(block)), block)
     before = [col.copy() for j, col in enumerate(cols) if j != 1]
     reader.claim(cols.kinds, cols.txs)
     assert all(np.array_equal(a, b) for a, b in zip(before, (col for j, col in enumerate(cols) if j != 1)))
@@ -325,7 +325,7 @@ def test_the_table_never_holds_more_than_table_claims(monkeypatch):
 def test_duplicates_are_marked_in_line_order_on_money_rows_only():
     rows = [Deposit(1, 9, 5), Dispute(1, 9), Withdrawal(2, 9, 5), Deposit(3, 4, 5), Deposit(3, 7, 5),
             Deposit(3, 7, 5)]
-    cols = chunk_columns(range(len(rows)), rows)
+    cols = columns_of(range(len(rows)), rows)
     money = cols.kinds <= 1
     mark_duplicates(cols.kinds, cols.txs, money, suspects={9, 4, 7}, old={4})
     assert cols.kinds.tolist() == [0, 2, 1 + DUPLICATE, DUPLICATE, 0, DUPLICATE]
@@ -355,7 +355,7 @@ def test_tx_claims_match_a_plain_set_rising_and_random():
             else:
                 want.append(row.kind + DUPLICATE if tx in seen else row.kind)
                 seen.add(tx)
-        cols = chunk_columns(range(len(block)), block)
+        cols = columns_of(range(len(block)), block)
         claims.claim(cols.kinds, cols.txs)
         assert cols.kinds.tolist() == want
     assert claims.ids() == seen and len(claims) == len(seen)

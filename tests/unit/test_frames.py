@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from shardpay.codes import DEPOSIT, DISPUTE, DUPLICATE, WITHDRAWAL
-from shardpay.columns import chunk_columns
+from tests.frame_helpers import columns_of
 from shardpay.decode import Deposit, Dispute, Withdrawal
 from shardpay.frames import (
     CHUNK_TAG,
@@ -100,7 +100,7 @@ def test_shard_frames_are_pack_frame_of_each_shards_rows(workers, lines):
     rows = _rows(rng, 500)
     numbers = range(7, 507) if lines == "range" else sorted(rng.sample(range(2**33, 2**33 + 5000), 500))
     shard = shard_of(workers)
-    frames = shard_frames(chunk_columns(numbers, rows), np.frombuffer(shard, np.uint8), workers)
+    frames = shard_frames(columns_of(numbers, rows), np.frombuffer(shard, np.uint8), workers)
     assert len(frames) == workers
     for s, frame in enumerate(frames):
         mine = [(line, r) for line, r in zip(numbers, rows) if shard[r.client] == s]
@@ -113,4 +113,4 @@ def test_a_shard_with_no_rows_gets_no_frame():
     rows = [Deposit(5, 1, 10), Deposit(5, 2, 10)]
     shard = np.zeros(65536, np.uint8)
     shard[5] = 1
-    assert shard_frames(chunk_columns(range(2), rows), shard, 2)[0] is None
+    assert shard_frames(columns_of(range(2), rows), shard, 2)[0] is None
