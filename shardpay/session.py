@@ -23,18 +23,20 @@ rings (the default, base install), or ``ray`` actors (``pip install 'shardpay[ra
 
 
 class Session(Protocol):
-    """One run's reader and shards.
+    """One run's pipeline: reader, decoders, sequencer and shards.
 
     Made with the input stream to read, or with none: then the bytes come
     through :meth:`feed` (an :class:`shardpay.engine.Engine`).
 
     Attributes:
         workers: the number of shards.
-        spools: the reject spools, the reader's first, then one per shard.
+        decoders: the number of decoders.
+        spools: the reject spools, the sequencer's first (invalid rows), then one per shard.
         progress: ``[bytes read, rows read]`` so far, kept current while it runs.
     """
 
     workers: int
+    decoders: int
     spools: list[Spool]
     progress: Sequence[int]
 
@@ -42,16 +44,18 @@ class Session(Protocol):
         """Hand the next input bytes to the reader (fed sessions); blocks while it is behind."""
 
     def mark(self, token: int) -> dict[str, dict]:
-        """Pass mark ``token`` behind every row fed so far; each shard's figures at that
-        point, by name (``"worker 0"``, ...), the snapshot among them."""
+        """Pass mark ``token`` behind every row fed so far; the figures at that point of
+        each shard (``"worker 0"``, ..., the snapshot among them) and of the
+        sequencer (``"sequencer"``: rows and invalid rows so far)."""
 
     def end(self) -> None:
         """End a fed session's input (a last row without LF counts)."""
 
     def wait(self, tick: Callable[[], None]) -> dict[str, dict]:
-        """Run to the end of the input; every process's final figures, by name
-        (``"reader"``, ``"worker 0"``, ...). ``tick`` is called every few
-        tenths of a second while it waits (progress, signals)."""
+        """Run to the end of the input; every stage's final figures, by name
+        (``"reader"``, ``"decoder 0"``, ..., ``"sequencer"``, ``"worker 0"``,
+        ...). ``tick`` is called every few tenths of a second while it reads
+        and waits (progress, signals)."""
 
     def close(self) -> None:
         """Stop everything still running and free what the session made; the spools
