@@ -1,13 +1,14 @@
 """Steady-state throughput of ``--backend ray`` against the local engine, same file, same process.
 
-    python profiling/ray_throughput.py --rows 2M --workers 1,2 --repeat 3
+    python profiling/ray_throughput.py --rows 2M --workers 1:1,2:2 --repeat 3
 
 The CLI's wall time on Ray includes starting and stopping a local Ray
 instance (seconds, whatever the file; `bench.py --backend local,ray` shows
 it). Here Ray is started once, first, and each run is ``shardpay.process``
 on the same generated ``uniform`` file, alternating local and ray, so the
-figures compare the engines' throughput: reader, transport, ledger, merge
-(shard actors are created per run, as the CLI does, and included).
+figures compare the engines' throughput: reader, decoders, sequencer,
+transport, ledger, merge (the actors are created per run, as the CLI does,
+and included). ``--workers`` items are ``N`` or ``N:D`` (``D`` decoders).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from bench import data_file, machine, parse_count  # noqa: E402
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", default="2M")
-    p.add_argument("--workers", default="1,2")
+    p.add_argument("--workers", default="1:1,2:2", help="comma list of N (workers) or N:D (and decoders)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
@@ -37,13 +38,15 @@ def main() -> int:
     rows = parse_count(a.rows)
     path = data_file(rows, "uniform", a.seed)
     ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    walls: dict[tuple[str, int], list[float]] = {}
-    first: dict[int, list[str]] = {}
+    walls: dict[tuple[str, str], list[float]] = {}
+    first: dict[str, list[str]] = {}
     for r in range(a.repeat):
-        for w in [int(x) for x in a.workers.split(",")]:
+        for w in a.workers.split(","):
+            workers, _, decoders = w.partition(":")
             for backend in ("local", "ray"):
                 t0 = time.perf_counter()
-                with shardpay.process(str(path), workers=w, backend=backend) as result:
+                with shardpay.process(str(path), workers=int(workers), decoders=int(decoders or 1),
+                                      backend=backend) as result:
                     lines = [acc.csv_line() for acc in result.account_list()]
                 wall = time.perf_counter() - t0
                 if first.setdefault(w, lines) != lines:
@@ -53,7 +56,7 @@ def main() -> int:
     ray.shutdown()
     print(f"## ray_throughput --rows {a.rows} --workers {a.workers} --repeat {a.repeat}\n")
     print(f"{time.strftime('%Y-%m-%d %H:%M')}, {machine()}; `{path.name}`; Ray started once beforehand.\n")
-    print("| engine | --workers | wall s (median) | rows/s | ray / local |")
+    print("| engine | workers:decoders | wall s (median) | rows/s | ray / local |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for (backend, w), ws in sorted(walls.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         med = statistics.median(ws)
