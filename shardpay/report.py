@@ -263,6 +263,7 @@ def print_summary(console: Any, stats: dict[str, Any], first_rejects: list[Rejec
     t.add_row("wall time", f"{stats['wall_seconds']:.2f} s")
     t.add_row("throughput", f"{stats['rows_per_second']:,} rows/s")
     t.add_row("rows per shard", ", ".join(f"{n:,}" for n in stats["rows_per_shard"]))
+    t.add_row("ledger", stats["ledger"])
     procs = [("parent", stats["parent"]), ("reader", stats["reader"])]
     procs += [(f"worker {w['shard']}", w) for w in stats["workers_detail"]]
     for name, p in procs:

@@ -130,6 +130,13 @@ def merge_results(results: dict[str, dict], workers: int, spools: list[Spool], t
     return RunResult(accounts, dict(counts), stats, list(spools))
 
 
+def ledger_kind(workers: list[dict]) -> str:
+    """Which ledger the workers ran (their ``ledger`` figure): ``"compiled"`` or ``"python"``,
+    or ``"mixed"`` if they differ (Ray workers on machines with and without the build)."""
+    kinds = {w["ledger"] for w in workers}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
 def stats_dict(results: dict[str, dict], workers: int, counts: dict[str, int], accounts: int,
                t_start: float, cpu_start: float) -> dict[str, Any]:
     """The run's figures as a JSON-ready dict (``--stats``; the summary shows the same).
@@ -155,6 +162,7 @@ def stats_dict(results: dict[str, dict], workers: int, counts: dict[str, int], a
     valid = rows - rd["invalid"]
     accepted = sum(w["rows"] for w in ws) - (rejected - counts.get("invalid_row", 0))
     stats: dict[str, Any] = {
+        "ledger": ledger_kind(ws),
         "rows_read": rows,
         "rows_accepted": accepted,
         "rows_rejected": rejected,
