@@ -21,6 +21,10 @@ it is imported as ``shardpay.<its name>``). The default is the one
 * a digest of the rejects and of the snapshot, with stored states named (so a
   variant may number them differently). Variants must print the same digest.
 
+The median line adds the stored transactions and how much the process's
+peak RSS grew while applying (the frames are already loaded then: it is the
+ledger's memory, accounts included), per stored transaction.
+
 With ``--callgrind``, each module runs once under valgrind's callgrind and the
 instructions are reported instead (net of a run whose ledger does nothing):
 on a shared 2-core VM, whose walls drift by up to 1.7x, instruction counts are
@@ -102,6 +106,7 @@ def child(frames_path: str, which: str) -> None:
     names = ("SETTLED", "WITHDRAWN", "DISPUTED", "CHARGED_BACK")
     states = {getattr(mod, n, getattr(codes, n)): n for n in names}
     digest = hashlib.sha1()
+    rss_before = _status_kib(b"VmRSS:") * 1024  # the frames are loaded: what grows from here is the ledger's
     ledger = mod.Ledger()
     rows, apply_s = 0, 0.0
     cpu0 = time.process_time()
@@ -118,15 +123,16 @@ def child(frames_path: str, which: str) -> None:
     digest.update(repr(ledger.snapshot()).encode())
     print(json.dumps({"rows": rows, "apply_ns": apply_s / rows * 1e9, "cpu_ns": cpu / rows * 1e9,
                       "digest": digest.hexdigest()[:12], "stored": ledger.stored() if hasattr(ledger, "stored") else 0,
-                      "peak_rss_bytes": peak_rss()}))
+                      "peak_rss_bytes": _status_kib(b"VmHWM:") * 1024,
+                      "ledger_bytes": _status_kib(b"VmHWM:") * 1024 - rss_before}))
 
 
-def peak_rss() -> int:
-    """This process's peak RSS (``VmHWM``) in bytes."""
+def _status_kib(field: bytes) -> int:
+    """A ``/proc/self/status`` figure in KiB (``VmRSS:``, ``VmHWM:``), 0 if missing."""
     with open("/proc/self/status", "rb") as f:
         for line in f:
-            if line.startswith(b"VmHWM:"):
-                return int(line.split()[1]) * 1024
+            if line.startswith(field):
+                return int(line.split()[1])
     return 0
 
 
@@ -191,9 +197,11 @@ def main() -> int:
         med = statistics.median(r["apply_ns"] for r in module_runs)
         cpu = statistics.median(r["cpu_ns"] for r in module_runs)
         first = first or med
+        stored = module_runs[0]["stored"]
+        grown = max(r["ledger_bytes"] for r in module_runs)
+        per_tx = f" ({grown / stored:.1f} bytes a stored transaction)" if stored else ""
         print(f"median {m} ({ledger_kind(m)} ledger): apply {med:.1f} ns/row ({med / first:.3f}x the first), "
-              f"cpu {cpu:.0f} ns/row, {module_runs[0]['stored']:,} stored, "
-              f"peak RSS {max(r['peak_rss_bytes'] for r in module_runs) / 2**20:.0f} MiB")
+              f"cpu {cpu:.0f} ns/row, {stored:,} stored, peak RSS grew {grown / 2**20:.1f} MiB while applying{per_tx}")
     digests = {r["digest"] for rs in runs for r in rs}
     print("digests equal" if len(digests) == 1 else f"DIGESTS DIFFER: {sorted(digests)}")
     return 0 if len(digests) == 1 else 1

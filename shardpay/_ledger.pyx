@@ -58,13 +58,13 @@ malformed one raises ``ValueError`` and changes nothing.
 
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memset
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
 from array import array
 
 from . import codes
-from .frames import FRAME_TAG
+from .frames import FRAME_TAG, ROW_BYTES as _ROW_BYTES
 from .money import MAX_UNITS, MIN_UNITS
 
 __all__ = ["REJECT_FIELDS", "Ledger", "check_frame"]
@@ -98,6 +98,9 @@ cdef int CHARGED_BACK = codes.CHARGED_BACK
 cdef int WITHDRAWN = codes.WITHDRAWN
 if max(codes.SETTLED, codes.DISPUTED, codes.CHARGED_BACK, codes.WITHDRAWN) > 3:
     raise ImportError("shardpay._ledger stores a state in 2 bits: shardpay.codes has states above 3")
+
+if _ROW_BYTES != ROW_BYTES:
+    raise ImportError(f"shardpay._ledger reads frames of {ROW_BYTES} bytes a row; shardpay.frames has {_ROW_BYTES}")
 
 cdef unsigned char TAG = FRAME_TAG[0]
 cdef int64_t MAX = MAX_UNITS
@@ -502,7 +505,7 @@ cdef Py_ssize_t checked_rows(const unsigned char[::1] frame) except -1:
         raise ValueError("not a shard frame: bad tag or header")
     p = &frame[0]
     n = sp_le32(p + 1)
-    if size != HEAD + n * ROW_BYTES:
+    if <uint64_t>size != <uint64_t>HEAD + <uint64_t>n * ROW_BYTES:
         raise ValueError(f"not a shard frame: {size} bytes for {n} rows")
     col = p + HEAD + 8 * n
     for i in range(n):
@@ -710,7 +713,7 @@ cdef class Ledger:
             1/10,000 units.
         """
         cdef size_t m = 0, c
-        for c in range(CLIENTS):
+        for c in range(<size_t>CLIENTS):
             if self.flags[c] & EXISTS:
                 m += 1
         clients = PyBytes_FromStringAndSize(NULL, m * sizeof(uint16_t))
@@ -722,7 +725,7 @@ cdef class Ledger:
         cdef int64_t *hd = <int64_t *>PyBytes_AS_STRING(held)
         cdef char *lk = PyBytes_AS_STRING(locked)
         cdef size_t j = 0
-        for c in range(CLIENTS):
+        for c in range(<size_t>CLIENTS):
             if self.flags[c] & EXISTS:
                 cl[j] = <uint16_t>c
                 av[j] = self.balances[c].available
