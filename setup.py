@@ -52,7 +52,12 @@ def _extensions() -> list[Extension]:
         _warn("Cython is not installed; shardpay installs as pure Python")
         return []
     modules = [Extension(f"shardpay.{p.stem}", [str(p.relative_to(HERE))]) for p in sources]
-    return cythonize(modules, language_level=3, quiet=True)  # each .pyx states its own directives
+    try:
+        return cythonize(modules, language_level=3, quiet=True)  # each .pyx states its own directives
+    except Exception as err:  # noqa: BLE001 - a Cython error: install pure Python, as without a compiler
+        _warn(f"Cython could not translate {', '.join(p.name for p in sources)} ({err}); "
+              "shardpay installs as pure Python")
+        return []
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

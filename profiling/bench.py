@@ -5,7 +5,8 @@ Usage::
     python profiling/bench.py --rows 10M                            # the defaults against the reference
     python profiling/bench.py --rows 10M --workers default,1:1,2:2,1:2,2:1 --no-model
     python profiling/bench.py --rows 2M --scenario uniform,hot,disputes,sparse,messy --no-model
-    python profiling/bench.py --rows 5M,10M,20M --memory            # RSS slope per stored deposit
+    python profiling/bench.py --rows 5M,10M,20M --memory            # RSS slope per stored transaction
+    python profiling/bench.py --rows 5M,10M,20M --memory --scenario sparse --name memory-sparse
     python profiling/bench.py --rows 10M --ceiling default,2:2      # the pipeline without the ledger
 
 For each scenario it generates the data once (``profiling/data/``, not
@@ -20,12 +21,18 @@ alternating so machine noise hits every command alike:
 
 It prints one table (median wall, rows/s, CPU of all processes, peak RSS of
 all processes together, ratio against the reference and against the floor)
-and the engine's stage figures of the median run, and writes both as
+and the engine's stage figures of the median run (with the ledger the
+workers ran, ``compiled`` or ``python``: ``SHARDPAY_LEDGER`` picks it), and writes both as
 Markdown and JSON to ``profiling/results/`` (``--results``; inputs go to
 ``--data``).
 
 With several scenarios, every round runs every command on every scenario's
 file, and a last table gives each scenario's median wall over the first's.
+
+``--memory`` runs ``shardpay`` once per ``--rows`` count on one scenario's
+file and fits peak RSS against stored transactions (least squares): the sum
+over all processes, and the workers' alone (for ``sparse`` the sequencer's
+claim table grows with the ids too, and it is not the ledger's).
 
 ``--ceiling`` runs the same commands with a ledger that applies nothing (the
 workers count their rows and drop them): the reader, the decoders and the
@@ -224,6 +231,7 @@ def stage_figures(s: dict) -> dict:
         "worker_cpu_s": [w["cpu_seconds"] for w in ws],
         "worker_waiting_s": [w["waiting_on_empty_ring_seconds"] for w in ws],
         "rows_per_shard": s["rows_per_shard"],
+        "ledger": s["ledger"],
     }
 
 
@@ -254,26 +262,41 @@ def markdown(result: dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def memory_slope(counts: list[int], seed: int, workers: int | None, data: Path = DATA) -> dict:
-    """Peak RSS of all processes against stored deposits; least-squares slope in bytes/deposit."""
+def memory_slope(counts: list[int], seed: int, workers: int | None, data: Path = DATA,
+                 scenario: str = "uniform") -> dict:
+    """Peak RSS against stored transactions, one run of ``shardpay`` per row count.
+
+    Returns:
+        ``points`` (rows, stored, peak RSS of all processes, of the workers
+        alone and of the sequencer, wall, ledger) and the least-squares slopes
+        in bytes a stored transaction: ``bytes_per_stored_deposit`` (all
+        processes) and ``bytes_per_stored_deposit_workers``.
+    """
     exe = shardpay_exe()
     points = []
     for rows in counts:
-        path = data_file(rows, "uniform", seed, data)
+        path = data_file(rows, scenario, seed, data)
         with tempfile.NamedTemporaryFile(suffix=".json") as st:
             cmd = [exe, str(path), "--quiet", "--stats", st.name] + (["--workers", str(workers)] if workers else [])
             res = timed(cmd)
             stats = json.loads(Path(st.name).read_text())
         stored = sum(stats["stored_transactions_per_shard"])
         points.append({"rows": rows, "stored": stored, "peak_rss_all_bytes": stats["peak_rss_bytes_sum"],
-                       "wall_s": round(res["wall"], 2)})
+                       "peak_rss_workers_bytes": sum(w["peak_rss_bytes"] for w in stats["workers_detail"]),
+                       "peak_rss_sequencer_bytes": stats["sequencer"]["peak_rss_bytes"],
+                       "wall_s": round(res["wall"], 2), "ledger": stats["ledger"]})
         print(f"  {rows:,} rows: {stored:,} stored, peak RSS all {stats['peak_rss_bytes_sum'] / 2**20:.0f} MiB",
               file=sys.stderr, flush=True)
     xs = [p["stored"] for p in points]
-    ys = [p["peak_rss_all_bytes"] for p in points]
+    return {"scenario": scenario, "points": points,
+            "bytes_per_stored_deposit": _slope(xs, [p["peak_rss_all_bytes"] for p in points]),
+            "bytes_per_stored_deposit_workers": _slope(xs, [p["peak_rss_workers_bytes"] for p in points])}
+
+
+def _slope(xs: list[int], ys: list[int]) -> float:
+    """Least-squares slope of ``ys`` against ``xs``, to 0.1."""
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    return {"points": points, "bytes_per_stored_deposit": round(slope, 1)}
+    return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs), 1)
 
 
 def machine() -> str:
@@ -307,14 +330,20 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"machine": machine(), "date": stamp, "argv": argv}
     md = [f"## bench {' '.join(argv)}", "", f"{stamp}, {report['machine']}", ""]
     if a.memory:
+        if "," in a.scenario:
+            p.error("--memory takes one --scenario")
         counts = [parse_count(x) for x in a.rows.split(",")]
-        mem = memory_slope(counts, a.seed, None, a.data)
+        mem = memory_slope(counts, a.seed, None, a.data, a.scenario)
         report["memory"] = mem
-        md += ["| rows | stored deposits+withdrawals | peak RSS all processes MiB | wall s |", "| ---: | ---: | ---: | ---: |"]
-        md += [f"| {q['rows']:,} | {q['stored']:,} | {q['peak_rss_all_bytes'] / 2**20:.0f} | {q['wall_s']} |"
+        md += [f"`{a.scenario}` files, default `--workers`, ledger: {mem['points'][0]['ledger']}.", "",
+               "| rows | stored deposits+withdrawals | peak RSS all processes MiB | workers MiB | sequencer MiB | wall s |",
+               "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+        md += [f"| {q['rows']:,} | {q['stored']:,} | {q['peak_rss_all_bytes'] / 2**20:.0f} | "
+               f"{q['peak_rss_workers_bytes'] / 2**20:.0f} | {q['peak_rss_sequencer_bytes'] / 2**20:.0f} | {q['wall_s']} |"
                for q in mem["points"]]
-        md += ["", f"Slope: **{mem['bytes_per_stored_deposit']} bytes per stored transaction** (least squares).", ""]
-        name = a.name or "memory"
+        md += ["", f"Slope: **{mem['bytes_per_stored_deposit']} bytes per stored transaction** (least squares), "
+               f"all processes; the workers alone: **{mem['bytes_per_stored_deposit_workers']}**.", ""]
+        name = a.name or ("memory" if a.scenario == "uniform" else f"memory-{a.scenario}")
     else:
         rows = parse_count(a.rows)
         report["scenarios"] = []

@@ -1,20 +1,29 @@
-"""The worker stage alone: one shard's frames through ``Ledger.apply``, and A/B of ledger variants.
+"""The worker stage alone: one shard's frames through ``Ledger.apply_frame``, and A/B of ledger variants.
 
     python profiling/worker_stage.py FILE --workers 2 --shard 0
-    python profiling/worker_stage.py FILE --ledger shardpay/ledger.py --ledger /tmp/variant.py --repeat 3
-    python profiling/worker_stage.py FILE --ledger shardpay/ledger.py --ledger /tmp/variant.py --callgrind
+    python profiling/worker_stage.py FILE --ledger compiled --ledger python --repeat 3
+    python profiling/worker_stage.py FILE --ledger compiled --ledger /tmp/v/_ledger.cpython-311-x86_64-linux-gnu.so
+    python profiling/worker_stage.py FILE --ledger shardpay/_ledger_py.py --ledger /tmp/variant.py --callgrind
 
 The engine's reader, decoder and sequencer (``shardpay.testing.stages``) split FILE into ``--workers`` shards;
 shard ``--shard``'s frames (exactly as its ring would carry them) are
-kept in a temporary file. Each ledger module (a file defining ``Ledger``;
-default: shardpay's own; a copy of ``shardpay/ledger.py`` may keep its
-relative imports) then applies them in a fresh process, the modules
-alternating, ``--repeat`` times, after one untimed warm-up run. Every run prints:
+kept in a temporary file. Each ledger then applies them in a fresh process,
+the ledgers alternating, ``--repeat`` times, after one untimed warm-up run.
+A ledger is ``compiled`` (``shardpay._ledger``), ``python``
+(``shardpay._ledger_py``), or the path of a module defining ``Ledger``: a
+``.py`` file (a copy of ``shardpay/_ledger_py.py`` keeps its relative
+imports) or a built extension (a variant of ``_ledger.pyx`` built elsewhere;
+it is imported as ``shardpay.<its name>``). The default is the one
+:mod:`shardpay.ledger` picks. Every run prints:
 
-* ``apply ns/row``: time inside ``Ledger.apply`` only;
+* ``apply ns/row``: time inside ``Ledger.apply_frame`` only;
 * ``cpu ns/row``: the process's CPU time for unpacking and applying;
 * a digest of the rejects and of the snapshot, with stored states named (so a
   variant may number them differently). Variants must print the same digest.
+
+The median line adds the stored transactions and how much the process's
+peak RSS grew while applying (the frames are already loaded then: it is the
+ledger's memory, accounts included), per stored transaction.
 
 With ``--callgrind``, each module runs once under valgrind's callgrind and the
 instructions are reported instead (net of a run whose ledger does nothing):
@@ -40,6 +49,7 @@ import tempfile
 import time
 
 NULL_LEDGER = '''
+LEDGER = "null"
 class Ledger:
     SETTLED = WITHDRAWN = DISPUTED = CHARGED_BACK = 0
     def apply_frame(self, frame): return 0
@@ -59,22 +69,42 @@ def dump_frames(path: str, workers: int, shard: int, out: str) -> int:
     return routed.sequencer.shard_rows[shard]
 
 
-def child(frames_path: str, module_path: str) -> None:
-    """Apply the frames with ``module_path``'s Ledger; print one JSON line of figures."""
+def load_ledger(which: str):
+    """The module of ledger ``which`` (``compiled``, ``python``, or a path; see the module docstring)."""
+    if which in ("compiled", "python"):
+        return importlib.import_module("shardpay._ledger" if which == "compiled" else "shardpay._ledger_py")
+    # named inside the package, so a copy of _ledger_py.py keeps its relative imports; an
+    # extension must keep the name it was built with (its PyInit_ function)
+    name = "shardpay." + (os.path.basename(which).split(".")[0] if not which.endswith(".py") else "_ledger_variant")
+    spec = importlib.util.spec_from_file_location(name, which)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def ledger_kind(which: str) -> str:
+    """``compiled`` or ``python`` for a ledger named as ``--ledger`` takes it."""
+    if which in ("compiled", "python"):
+        return which
+    return "python" if which.endswith(".py") else "compiled"
+
+
+def child(frames_path: str, which: str) -> None:
+    """Apply the frames with ledger ``which``'s Ledger; print one JSON line of figures."""
     gc.disable()  # as in the worker process
     from array import array
 
+    from shardpay import codes
     from shardpay.frames import frame_rows
 
-    # named inside the package, so a copy of ledger.py keeps its relative imports
-    spec = importlib.util.spec_from_file_location("shardpay._ledger_variant", module_path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["shardpay._ledger_variant"] = mod
-    spec.loader.exec_module(mod)
+    mod = load_ledger(which)
     with open(frames_path, "rb") as f:
         frames = pickle.load(f)
-    states = {getattr(mod, n, None): n for n in ("SETTLED", "WITHDRAWN", "DISPUTED", "CHARGED_BACK")}
+    names = ("SETTLED", "WITHDRAWN", "DISPUTED", "CHARGED_BACK")
+    states = {getattr(mod, n, getattr(codes, n)): n for n in names}
     digest = hashlib.sha1()
+    rss_before = _status_kib(b"VmRSS:") * 1024  # the frames are loaded: what grows from here is the ledger's
     ledger = mod.Ledger()
     rows, apply_s = 0, 0.0
     cpu0 = time.process_time()
@@ -90,7 +120,18 @@ def child(frames_path: str, module_path: str) -> None:
     cpu = time.process_time() - cpu0
     digest.update(repr(ledger.snapshot()).encode())
     print(json.dumps({"rows": rows, "apply_ns": apply_s / rows * 1e9, "cpu_ns": cpu / rows * 1e9,
-                      "digest": digest.hexdigest()[:12]}))
+                      "digest": digest.hexdigest()[:12], "stored": ledger.stored() if hasattr(ledger, "stored") else 0,
+                      "peak_rss_bytes": _status_kib(b"VmHWM:") * 1024,
+                      "ledger_bytes": _status_kib(b"VmHWM:") * 1024 - rss_before}))
+
+
+def _status_kib(field: bytes) -> int:
+    """A ``/proc/self/status`` figure in KiB (``VmRSS:``, ``VmHWM:``), 0 if missing."""
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
 
 
 def run_child(frames: str, module: str, callgrind: bool) -> tuple[dict, int | None]:
@@ -111,8 +152,9 @@ def main() -> int:
     p.add_argument("file", help="input CSV (e.g. profiling/data/uniform-10000000-s1.csv)")
     p.add_argument("--workers", type=int, default=2, help="shards the reader splits into (default 2)")
     p.add_argument("--shard", type=int, default=0, help="the shard whose frames are applied (default 0)")
-    p.add_argument("--ledger", action="append", metavar="PATH",
-                   help="a module defining Ledger; repeat to compare (default: shardpay's ledger.py)")
+    p.add_argument("--ledger", action="append", metavar="WHICH",
+                   help="compiled, python, or the path of a module defining Ledger (.py or a built extension); "
+                        "repeat to compare (default: the one shardpay.ledger picks)")
     p.add_argument("--repeat", type=int, default=3, help="runs of each module, alternating (default 3)")
     p.add_argument("--callgrind", action="store_true", help="count instructions under valgrind instead of timing")
     a = p.parse_args()
@@ -122,7 +164,7 @@ def main() -> int:
         p.error("--callgrind needs valgrind on PATH")
     import shardpay.ledger
 
-    modules = a.ledger or [shardpay.ledger.__file__]
+    modules = a.ledger or [shardpay.ledger.LEDGER]
     with tempfile.TemporaryDirectory(prefix="worker-stage-") as tmp:
         frames = os.path.join(tmp, "frames.pkl")
         rows = dump_frames(a.file, a.workers, a.shard, frames)
@@ -137,7 +179,7 @@ def main() -> int:
                 figures, ir = run_child(frames, m, True)
                 per_row = (ir - base) / rows
                 first = first or per_row
-                print(f"{m}: {per_row:,.0f} instructions/row in apply ({per_row / first:.3f}x the first), "
+                print(f"{m} ({ledger_kind(m)}): {per_row:,.0f} instructions/row in apply ({per_row / first:.3f}x the first), "
                       f"digest {figures['digest']}")
             return 0
         run_child(frames, modules[0], False)  # warm-up, untimed: a first run here is often the slowest
@@ -146,14 +188,18 @@ def main() -> int:
             for j, m in enumerate(modules):
                 figures, _ = run_child(frames, m, False)
                 runs[j].append(figures)
-                print(f"run {i + 1} {m}: apply {figures['apply_ns']:.0f} ns/row, "
+                print(f"run {i + 1} {m}: apply {figures['apply_ns']:.1f} ns/row, "
                       f"cpu {figures['cpu_ns']:.0f} ns/row, digest {figures['digest']}")
     first = None
     for m, module_runs in zip(modules, runs):
         med = statistics.median(r["apply_ns"] for r in module_runs)
         cpu = statistics.median(r["cpu_ns"] for r in module_runs)
         first = first or med
-        print(f"median {m}: apply {med:.0f} ns/row ({med / first:.3f}x the first), cpu {cpu:.0f} ns/row")
+        stored = module_runs[0]["stored"]
+        grown = max(r["ledger_bytes"] for r in module_runs)
+        per_tx = f" ({grown / stored:.1f} bytes a stored transaction)" if stored else ""
+        print(f"median {m} ({ledger_kind(m)} ledger): apply {med:.1f} ns/row ({med / first:.3f}x the first), "
+              f"cpu {cpu:.0f} ns/row, {stored:,} stored, peak RSS grew {grown / 2**20:.1f} MiB while applying{per_tx}")
     digests = {r["digest"] for rs in runs for r in rs}
     print("digests equal" if len(digests) == 1 else f"DIGESTS DIFFER: {sorted(digests)}")
     return 0 if len(digests) == 1 else 1

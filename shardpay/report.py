@@ -277,6 +277,7 @@ def print_summary(console: Any, stats: dict[str, Any], first_rejects: list[Rejec
     t.add_row("throughput", f"{stats['rows_per_second']:,} rows/s")
     t.add_row("processes", f"{stats['decoders']} decoders, 1 sequencer, {stats['workers']} workers")
     t.add_row("rows per shard", ", ".join(f"{n:,}" for n in stats["rows_per_shard"]))
+    t.add_row("ledger", stats["ledger"])
     procs = [("parent (reader)", stats["parent"], None)]
     procs += [(f"decoder {d['decoder']}", d, d["decode_rows_per_second"]) for d in stats["decoders_detail"]]
     procs += [("sequencer", stats["sequencer"], stats["sequencer"]["route_rows_per_second"])]

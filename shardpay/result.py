@@ -145,6 +145,13 @@ def _process(figures: dict) -> dict[str, Any]:
             "peak_rss_bytes": figures["peak_rss_bytes"]}
 
 
+def ledger_kind(workers: list[dict]) -> str:
+    """Which ledger the workers ran (their ``ledger`` figure): ``"compiled"`` or ``"python"``,
+    or ``"mixed"`` if they differ (Ray workers on machines with and without the build)."""
+    kinds = {w["ledger"] for w in workers}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
+
+
 def stats_dict(results: dict[str, dict], workers: int, decoders: int, counts: dict[str, int], accounts: int,
                t_start: float, cpu_start: float) -> dict[str, Any]:
     """The run's figures as a JSON-ready dict (``--stats``; the summary shows the same).
@@ -170,6 +177,7 @@ def stats_dict(results: dict[str, dict], workers: int, decoders: int, counts: di
             parent_cpu = max(0.0, parent_cpu - stage["cpu_seconds"])
     accepted = sum(w["rows"] for w in ws) - (rejected - counts.get("invalid_row", 0))
     stats: dict[str, Any] = {
+        "ledger": ledger_kind(ws),
         "rows_read": rows,
         "rows_accepted": accepted,
         "rows_rejected": rejected,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .codes import REASONS
 from .frames import MARK_TAG, mark_token
-from .ledger import REJECT_FIELDS, Ledger
+from .ledger import LEDGER, REJECT_FIELDS, Ledger
 
 if TYPE_CHECKING:
     from .ring import Ring
@@ -67,10 +67,11 @@ class Shard:
         return records
 
     def final_figures(self, wait_seconds: float) -> dict:
-        """:meth:`figures` at the end of the stream, plus ``apply_seconds`` and
-        ``wait_seconds`` (time spent waiting for frames)."""
+        """:meth:`figures` at the end of the stream, plus ``apply_seconds``,
+        ``wait_seconds`` (time spent waiting for frames) and ``ledger`` (which
+        ledger ran: ``"compiled"`` or ``"python"``, :data:`shardpay.ledger.LEDGER`)."""
         figures = self.figures()
-        figures.update(apply_seconds=self.apply_seconds, wait_seconds=wait_seconds)
+        figures.update(apply_seconds=self.apply_seconds, wait_seconds=wait_seconds, ledger=LEDGER)
         return figures
 
     def figures(self) -> dict:

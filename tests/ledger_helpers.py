@@ -1,13 +1,60 @@
 """Driving a ledger through its public interface, as a worker does: frames in, raw
-reject records and snapshots out. Works for every ledger with that interface."""
+reject records and snapshots out. Works for every ledger with that interface.
+
+The two twins (STYLE 12): :func:`twin` gives a ledger class by name, and the
+``ledger_cls`` fixture parametrises a test over both, so they cannot drift.
+The compiled one is skipped with its reason when it was not built, except
+under ``CI=true``, where CI builds it and a missing extension is a failure.
+"""
 
 from __future__ import annotations
 
+import os
 from array import array
+
+import pytest
 
 from shardpay.codes import REASONS
 from shardpay.frames import pack_frame
 from shardpay.ledger import REJECT_FIELDS
+
+TWINS = ("compiled", "python")
+"""The ledger twins' names: ``shardpay._ledger`` and ``shardpay._ledger_py``."""
+
+
+def twin(name: str) -> type:
+    """The ``Ledger`` class of twin ``name``; skips (fails under CI) a compiled one not built."""
+    if name == "python":
+        from shardpay._ledger_py import Ledger
+
+        return Ledger
+    try:
+        from shardpay._ledger import Ledger  # type: ignore[no-redef]
+    except ImportError as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI builds the compiled ledger, but shardpay._ledger does not import: {err}")
+        pytest.skip(f"the compiled ledger is not built ({err}): pip install -e . with a C compiler")
+    return Ledger
+
+
+def built_twins() -> list[type]:
+    """Every twin's ``Ledger`` class that can run here, compiled first: both, or the pure
+    one alone when the compiled one was not built (a failure under ``CI=true``)."""
+    from shardpay._ledger_py import Ledger as Pure
+
+    try:
+        from shardpay._ledger import Ledger as Compiled
+    except ImportError as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI builds the compiled ledger, but shardpay._ledger does not import: {err}")
+        return [Pure]
+    return [Compiled, Pure]
+
+
+@pytest.fixture(params=TWINS)
+def ledger_cls(request) -> type:
+    """Each twin's ``Ledger`` class in turn (import it into a test module to use it)."""
+    return twin(request.param)
 
 
 def apply_rows(ledger, rows) -> list[tuple[int, ...]]:

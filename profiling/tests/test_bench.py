@@ -78,3 +78,14 @@ def test_scenarios_alternate_and_are_compared_with_the_first(tmp_path):
                         walls["uniform"]["shardpay --workers 2"])
     assert "### every scenario against uniform (same rounds, alternating)" in md
     assert all("reference model" not in s for s in walls.values())
+
+
+def test_memory_fits_both_slopes_on_the_scenario_asked(tmp_path):
+    report, md = _bench(tmp_path, "--memory", "--rows", "10K,20K,30K", "--scenario", "sparse")
+    mem = report["memory"]
+    assert mem["scenario"] == "sparse" and [p["rows"] for p in mem["points"]] == [10_000, 20_000, 30_000]
+    assert (tmp_path / "data" / "sparse-30000-s1.csv").exists()
+    for p in mem["points"]:
+        assert 0 < p["peak_rss_workers_bytes"] < p["peak_rss_all_bytes"] and p["ledger"] in ("compiled", "python")
+    assert f"**{mem['bytes_per_stored_deposit']} bytes per stored transaction**" in md
+    assert f"the workers alone: **{mem['bytes_per_stored_deposit_workers']}**" in md

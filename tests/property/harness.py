@@ -11,7 +11,7 @@ Every runner returns an :class:`Outcome`, so a property is one ``==``:
   test process reach them), the real merge, and the reported reject rows.
 * :func:`inprocess_outcome` -- the engine's reader and ledgers in this
   process: :class:`shardpay.reader.Reader` routing frames to in-memory
-  lists, one :class:`shardpay.ledger.Ledger` per shard. No process, no
+  lists, a ledger of each twin (compiled, pure) per shard. No process, no
   shared memory: milliseconds for a small file, so it runs hundreds of
   examples, and it is what mutation testing drives (mutants live in this
   process).
@@ -106,12 +106,13 @@ def inprocess_outcome(data: bytes, workers: int, read_size: int | None = None) -
 
     The reader, a decoder and the sequencer (:func:`shardpay.testing.stages.route`)
     cut, decode, claim and route ``data`` to ``workers`` shards; each shard's
-    frames go into a
-    :class:`shardpay.ledger.Ledger` whole, as a worker does, and row by row
-    into a twin ledger; both must give the same rejects and end equal.
-    Accounts and rejects are merged by client and by line. Only public names
-    of the stages and the ledger are used, so their internals may change
-    freely.
+    frames go whole into a ledger of each twin (compiled and pure; the pure
+    one alone where the compiled one was not built, see
+    :func:`tests.ledger_helpers.built_twins`), as a worker applies them, and
+    row by row into one more of the first twin; all must give the same
+    reject records byte for byte and end equal. Accounts and rejects are
+    merged by client and by line. Only public names of the stages and the
+    ledgers are used, so their internals may change freely.
 
     Args:
         data: the input file's bytes.
@@ -121,11 +122,10 @@ def inprocess_outcome(data: bytes, workers: int, read_size: int | None = None) -
     """
     from shardpay.errors import InputError
     from shardpay.codes import REASONS
-    from shardpay.ledger import Ledger
     from shardpay.money import format_units
     from shardpay.frames import unpack_frame
     from shardpay.testing.stages import route
-    from tests.ledger_helpers import apply_rows
+    from tests.ledger_helpers import apply_rows, built_twins
 
     stream = io.BytesIO(data) if read_size is None else _Trickle(data, read_size)
     try:
@@ -137,16 +137,20 @@ def inprocess_outcome(data: bytes, workers: int, read_size: int | None = None) -
     frames = routed.frames
     rejects = [(r.line, r.reason) for r in routed.rejects]
     accounts: dict[int, tuple[int, int, bool]] = {}
+    twins = built_twins()
     for shard in frames:
-        ledger, twin = Ledger(), Ledger()
+        ledgers = [cls() for cls in twins]
+        one_by_one = twins[0]()
         for frame in shard:
-            whole = apply_rows(ledger, zip(*unpack_frame(frame)))
-            one_by_one = [record for row in zip(*unpack_frame(frame)) for record in apply_rows(twin, [row])]
-            assert whole == one_by_one, "a frame and its rows one by one disagree"
-            rejects.extend((record[0], REASONS[record[1]]) for record in whole)
-        snapshot = [list(col) for col in ledger.snapshot()]
-        assert snapshot == [list(col) for col in twin.snapshot()], "a frame and its rows one by one disagree on balances"
-        for c, a, h, lk in zip(*snapshot):
+            whole = [apply_rows(ledger, zip(*unpack_frame(frame))) for ledger in ledgers]
+            assert all(records == whole[0] for records in whole), "the twins disagree on a frame's rejects"
+            rows = [record for row in zip(*unpack_frame(frame)) for record in apply_rows(one_by_one, [row])]
+            assert rows == whole[0], "a frame and its rows one by one disagree"
+            rejects.extend((record[0], REASONS[record[1]]) for record in whole[0])
+        snapshots = [[list(col) for col in ledger.snapshot()] for ledger in [*ledgers, one_by_one]]
+        assert all(s == snapshots[0] for s in snapshots), "the twins, or a frame and its rows one by one, disagree on balances"
+        assert len({ledger.stored() for ledger in ledgers}) == 1, "the twins store different transactions"
+        for c, a, h, lk in zip(*snapshots[0]):
             assert c not in accounts, f"client {c} is in two shards"
             accounts[c] = (a, h, bool(lk))
     rejects.sort()

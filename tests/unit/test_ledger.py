@@ -1,11 +1,12 @@
-"""The ledger alone, one test per row of SPEC's transaction table and rule."""
+"""The ledger alone, one test per row of SPEC's transaction table and rule; each test
+runs against both twins (the compiled ledger and the pure one)."""
 
 import pytest
 
 from shardpay.codes import CHARGEBACK, DEPOSIT, DISPUTE, DUPLICATE, REASONS, RESOLVE, WITHDRAWAL
-from shardpay.ledger import REJECT_FIELDS, Ledger
+from shardpay.ledger import REJECT_FIELDS
 from shardpay.money import MAX_UNITS
-from tests.ledger_helpers import account, accounts, apply_rows
+from tests.ledger_helpers import account, accounts, apply_rows, ledger_cls  # noqa: F401 - a fixture
 
 U = 10_000  # one currency unit in 1/10,000 units
 
@@ -13,8 +14,8 @@ U = 10_000  # one currency unit in 1/10,000 units
 class Book:
     """A ledger fed one row at a time with rising line numbers."""
 
-    def __init__(self):
-        self.ledger = Ledger()
+    def __init__(self, ledger_cls):
+        self.ledger = ledger_cls()
         self.line = 1
         self.records = []  # every reject record so far
 
@@ -29,8 +30,8 @@ class Book:
 
 
 @pytest.fixture
-def book():
-    return Book()
+def book(ledger_cls):
+    return Book(ledger_cls)
 
 
 def test_deposit_credits_available(book):
@@ -169,9 +170,9 @@ def test_deposit_overflow_counts_held(book):
     assert book(DEPOSIT, 1, 3, 5) is None
 
 
-def test_deposit_overflow_counts_held_raised_earlier_in_the_same_call():
+def test_deposit_overflow_counts_held_raised_earlier_in_the_same_call(ledger_cls):
     """held grows inside one apply call (the shard's bound on held must follow at once)."""
-    ledger = Ledger()
+    ledger = ledger_cls()
     rows = [(2, DEPOSIT, 1, 1, MAX_UNITS - 5), (3, DISPUTE, 1, 1, 0), (4, DEPOSIT, 1, 2, 6),
             (5, DEPOSIT, 1, 3, 5), (6, DEPOSIT, 2, 4, MAX_UNITS), (7, RESOLVE, 1, 1, 0), (8, DEPOSIT, 1, 5, 1)]
     records = apply_rows(ledger, rows)

@@ -1,6 +1,8 @@
-"""The ledger's store of out-of-order tx ids (ids lower than the last one stored).
+"""The pure ledger's store of out-of-order tx ids (ids lower than the last one stored).
 
-Such ids go to open-addressing hash tables (``Ledger.tables``, home position
+Tests of the pure twin's internals (``shardpay._ledger_py``); the store's
+behaviour through the public interface, for both twins, is in
+``test_ledger_twins.py``. Such ids go to open-addressing hash tables (``Ledger.tables``, home position
 ``tx % size``, linear probing) with their amount, client and state in slot
 arrays; ids that share a home position, probes that wrap past the end of a
 table, ids at the u32 limits, lookups in older tables, in the same ``apply``
@@ -16,7 +18,7 @@ import pytest
 from shardpay.testing import model
 from shardpay.codes import CHARGEBACK, DEPOSIT, DISPUTE, KIND_NAMES, RESOLVE, WITHDRAWAL
 from shardpay.codes import DUPLICATE, REASONS
-from shardpay.ledger import TABLE_LOAD, TABLE_MIX, TABLE_SIZES, Ledger
+from shardpay._ledger_py import TABLE_LOAD, TABLE_MIX, TABLE_SIZES, Ledger
 from tests.ledger_helpers import apply_one
 
 U = 10_000
