@@ -92,7 +92,7 @@ def test_the_summary_accounts_for_every_row():
     stats = {
         "rows_read": 10, "rows_accepted": 8, "rows_rejected": 2,
         "rejected_by_reason": {"insufficient_funds": 1, "invalid_row": 1}, "accounts": 2,
-        "wall_seconds": 0.1, "rows_per_second": 100, "rows_per_shard": [4, 5], "workers": 2, "decoders": 1,
+        "wall_seconds": 0.1, "rows_per_second": 100, "rows_per_shard": [4, 5], "workers": 2, "decoders": 1, "ledger": "compiled",
         "parent": {"cpu_seconds": 0.1, "peak_rss_bytes": 2**20},
         "decoders_detail": [{"decoder": 0, "cpu_seconds": 0.2, "peak_rss_bytes": 2**21, "decode_rows_per_second": 50}],
         "sequencer": {"cpu_seconds": 0.1, "peak_rss_bytes": 2**21, "route_rows_per_second": 90},
@@ -104,5 +104,5 @@ def test_the_summary_accounts_for_every_row():
     text = console.file.getvalue()
     assert "accepted + rejected = 10 = 10 rows read" in text
     assert "insufficient_funds" in text and "worker 1" in text and "decoder 0" in text
-    assert "1 decoders, 1 sequencer, 2 workers" in text and "500 rows/s" in text
+    assert "1 decoders, 1 sequencer, 2 workers" in text and "500 rows/s" in text and "compiled" in text
     assert "first 1 rejects are shown above" in text

@@ -16,7 +16,7 @@ from shardpay.result import Account, merge_results, merge_snapshots
 def shard(clients, available, held, locked, rows=0, counts=None, stored=0):
     return {"snapshot": (array("H", clients), array("q", available), array("q", held), bytes(locked)),
             "rows": rows, "reject_counts": counts or {}, "stored": stored, "pid": 1, "cpu_seconds": 0.5,
-            "peak_rss_bytes": 100, "apply_seconds": 0.25, "wait_seconds": 0.0}
+            "peak_rss_bytes": 100, "apply_seconds": 0.25, "wait_seconds": 0.0, "ledger": "python"}
 
 
 def stages(rows, invalid, decoded=None):
@@ -47,6 +47,7 @@ def test_a_run_accounts_for_every_row():
         assert stats["parent"]["pid"] == os.getpid()
         assert stats["cpu_seconds_total"] == pytest.approx(stats["parent"]["cpu_seconds"] + 3.0)
         assert stats["decoders"] == 1 and stats["decoders_detail"][0]["decode_rows_per_second"] == 16
+        assert stats["ledger"] == "python"
         assert result.account_list() == [Account(1, 5, 0, False), Account(2, 0, 0, False)]
         assert result.account_list()[0].csv_line() == "1,0.0005,0.0000,0.0005,false\n"
         assert list(result.rejects()) == []
