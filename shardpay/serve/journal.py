@@ -160,8 +160,8 @@ def _check_magic(fd: int, path: str, size: int) -> bool:
     Raises:
         InputError: it is something else (nothing is written to it).
     """
-    head = os.pread(fd, len(MAGIC), 0)
-    if head == MAGIC:
+    head = os.pread(fd, 80, 0)
+    if head.startswith(MAGIC):
         return True
     if size < len(MAGIC) and MAGIC.startswith(head):
         return False

@@ -94,6 +94,8 @@ class Serve:
                 return
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.proc.kill()
+                self.proc.wait()
+                self.log.close()
                 pytest.fail(f"server did not start: {self.stderr()}")
             time.sleep(0.05)
 
