@@ -20,6 +20,7 @@ import os
 import secrets
 import stat
 from collections.abc import Iterator
+from typing import Any
 
 from .errors import BackendError
 
@@ -91,6 +92,7 @@ def loopback_node() -> Iterator[None]:
     is imported by now), the processes Ray starts from the environment.
     Both are put back once the instance runs.
     """
+    ray_constants: Any
     try:
         from ray._private import ray_constants
     except ImportError:  # pragma: no cover - a Ray without this module: the environment alone

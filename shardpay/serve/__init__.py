@@ -22,8 +22,9 @@ whatever the retries, across restarts. The modules, one concept each:
 :mod:`.protocol` (the wire format, ``docs/serve.md``), :mod:`.security`
 (tokens, TLS, the loopback rule), :mod:`.journal` (the file, its checks, the
 export), :mod:`.batches` (the id index and results, on the engine thread),
-:mod:`.server` (connections, bounds, the drain), :mod:`.config` (options),
-:mod:`.files` (durable snapshots), :mod:`.client` (:class:`Client`, ``shardpay send``).
+:mod:`.server` (connections, the drain), :mod:`.limits` (the shared buffer,
+the rate-limited log), :mod:`.config` (options), :mod:`.files` (durable
+snapshots), :mod:`.client` (:class:`Client`, ``shardpay send``).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import select
 import socket
 import ssl
 import sys
+from typing import BinaryIO
 
 from ..errors import ServeError
 from .protocol import (
@@ -73,7 +74,7 @@ class Client:
         self.tls = client_tls(tls_ca) if tls_ca or tls else None
         self.timeout = timeout
         self._sock: socket.socket | None = None
-        self._file = None
+        self._file: BinaryIO | None = None
 
     def __enter__(self) -> Client:
         return self
@@ -110,7 +111,7 @@ class Client:
             sock.close()
             raise ServeError(f"cannot talk to {where}: {err.strerror or err}", "connection") from None
         self._sock = sock
-        self._file = sock.makefile("rb")
+        self._file = sock.makefile("rb")  # type: ignore[assignment]
         return sock
 
     def send(self, body: bytes, batch_id: str | None = None) -> BatchResult:
@@ -164,7 +165,8 @@ class Client:
                     return  # an answer before the whole batch is sent: an error
 
     def _readline(self) -> bytes:
-        line = self._file.readline(1 << 16)  # type: ignore[union-attr]
+        assert self._file is not None
+        line = self._file.readline(1 << 16)
         if not line.endswith(b"\n"):
             raise EOFError("the server closed the connection")
         return line

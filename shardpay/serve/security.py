@@ -149,7 +149,7 @@ def is_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except OSError:
         return False
-    return bool(infos) and all(_loopback_address(info[4][0]) for info in infos)
+    return bool(infos) and all(_loopback_address(str(info[4][0])) for info in infos)
 
 
 def server_tls(cert: str, key: str) -> ssl.SSLContext:

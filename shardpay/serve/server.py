@@ -29,8 +29,6 @@ import contextlib
 import errno
 import signal
 import ssl
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -39,6 +37,7 @@ from .batches import Book, Outcome, Pending, prepare
 from .config import ServeOptions
 from .files import write_atomically
 from .journal import Journal
+from .limits import Buffer, RateLog, log
 from .protocol import (
     MAX_REQUEST_LINE,
     Auth,
@@ -88,30 +87,6 @@ class _Conn:
         self.reserved = 0
 
 
-def log(message: str) -> None:
-    """One line on stderr, ``shardpay serve: message``."""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stderr.write(f"shardpay serve: {message}\n")
-        sys.stderr.flush()
-
-
-class _RateLog:
-    """At most one line a second of each kind; the lines dropped are counted on the next one."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, list[float]] = {}
-
-    def __call__(self, kind: str, message: str) -> None:
-        now = time.monotonic()
-        seen = self.last.get(kind)
-        if seen is not None and now - seen[0] < 1.0:
-            seen[1] += 1
-            return
-        more = f" (and {int(seen[1])} more like it)" if seen and seen[1] else ""
-        self.last[kind] = [now, 0]
-        log(message + more)
-
-
 class Server:
     """``shardpay serve``: one engine and journal behind an asyncio listener.
 
@@ -135,9 +110,8 @@ class Server:
         self.committing = False
         self.stopping = False
         self.failed: BaseException | None = None
-        self.free = opts.max_buffer_bytes  # room left in the global buffer, bytes
-        self.waiters: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
-        self.rate_log = _RateLog()
+        self.buffer = Buffer(opts.max_buffer_bytes)
+        self.rate_log = RateLog()
 
     # -- the engine thread ---------------------------------------------------------------------
 
@@ -197,43 +171,20 @@ class Server:
     # -- the global buffer ----------------------------------------------------------------------
 
     async def _reserve(self, conn: _Conn, size: int) -> None:
-        """Take ``size`` bytes of the global buffer, waiting up to ``--idle-timeout`` in line.
+        """Take ``size`` bytes of the global buffer for ``conn``'s batch.
 
         Raises:
-            ProtocolError: ``busy``: no room in time.
+            ProtocolError: ``busy``: no room within ``--idle-timeout``.
         """
-        if not self.waiters and size <= self.free:
-            self.free -= size
-            conn.reserved = size
-            return
-        fut = asyncio.get_running_loop().create_future()
-        self.waiters.append((size, fut))
-        try:
-            async with asyncio.timeout(self.opts.idle_timeout):
-                await fut
-        except BaseException as err:
-            if fut.done() and not fut.cancelled():  # granted just as the wait ended: give it back
-                self.free += size
-                self._grant()
-            fut.cancel()
-            if isinstance(err, TimeoutError):
-                raise ProtocolError("busy", f"no room for {size} bytes in the server's buffer within "
-                                            f"{self.opts.idle_timeout:g} s; retry later") from None
-            raise
+        if not await self.buffer.take(size, self.opts.idle_timeout):
+            raise ProtocolError("busy", f"no room for {size} bytes in the server's buffer within "
+                                        f"{self.opts.idle_timeout:g} s; retry later")
         conn.reserved = size
 
     def _release(self, conn: _Conn) -> None:
         if conn.reserved:
-            self.free += conn.reserved
+            self.buffer.give(conn.reserved)
             conn.reserved = 0
-            self._grant()
-
-    def _grant(self) -> None:
-        while self.waiters and (self.waiters[0][1].done() or self.waiters[0][0] <= self.free):
-            size, fut = self.waiters.popleft()
-            if not fut.done():
-                self.free -= size
-                fut.set_result(None)
 
     # -- one connection ----------------------------------------------------------------------------
 
@@ -241,9 +192,9 @@ class Server:
         peer = writer.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, tuple) else "unix"
         if self.stopping or len(self.conns) >= self.max_connections:
-            why = ("stopping", "the server is shutting down") if self.stopping else (
+            code, message = ("stopping", "the server is shutting down") if self.stopping else (
                 "busy", f"{len(self.conns)} connections are open, the most this server takes; retry later")
-            writer.write(error_line(None, *why))
+            writer.write(error_line(None, code, message))
             writer.close()
             return
         conn = _Conn(asyncio.current_task(), host)  # type: ignore[arg-type]
@@ -265,9 +216,9 @@ class Server:
         except (ConnectionError, TimeoutError):
             pass  # the client went away, or stopped reading its answers
         except Exception as err:  # noqa: BLE001 - one connection's failure is logged, never the server's
-            why = "out of file descriptors" if getattr(err, "errno", None) in (errno.EMFILE, errno.ENFILE) else ""
-            self.rate_log(f"conn:{type(err).__name__}", f"connection from {host} failed: "
-                                                        f"{why or type(err).__name__ + ': ' + str(err)}")
+            what = ("out of file descriptors" if getattr(err, "errno", None) in (errno.EMFILE, errno.ENFILE)
+                    else f"{type(err).__name__}: {err}")
+            self.rate_log(f"conn:{type(err).__name__}", f"connection from {host} failed: {what}")
         finally:
             self.conns.discard(conn)
             self._release(conn)
