@@ -68,6 +68,10 @@ LINGER_BYTES = 1 << 20
 """... and how much of it, at most."""
 
 AUTH, IDLE, BATCH, COMMIT = "auth", "idle", "batch", "commit"
+IN_DOUBT = Outcome("lost")
+"""The outcome of a batch whose commit failed with the server (its record may be in the
+journal, to be applied at the next start): no answer, the connection is closed, and the
+client, as after any lost connection, sends the batch again."""
 
 
 class _Gone(Exception):
@@ -142,7 +146,7 @@ class Server:
                     self._fail(err)
                     for _, fut in group:
                         if not fut.done():
-                            fut.set_result(Outcome("error", code="stopping", message="the server failed"))
+                            fut.set_result(IN_DOUBT)
                     return
                 finally:
                     self.committing = False
@@ -203,10 +207,8 @@ class Server:
             await self._serve(conn, reader, writer)
         except ProtocolError as err:
             await self._refuse(conn, reader, writer, err)
-        except asyncio.CancelledError:
-            if not self.stopping:
-                raise
-            if conn.state != COMMIT:
+        except asyncio.CancelledError:  # a top-level task: ends here (asyncio 3.11 logs a cancelled handler)
+            if self.stopping and conn.state != COMMIT:
                 writer.write(error_line(conn.batch_id, "stopping", "the server is shutting down; "
                                         + ("this batch was not applied" if conn.batch_id else "closed")))
         except _Gone:
@@ -314,6 +316,8 @@ class Server:
                 outcome = await self._batch(conn, reader, request, principal)
             finally:
                 self._release(conn)
+            if outcome is IN_DOUBT:
+                return
             writer.write(outcome.answer(request.batch_id))
             async with asyncio.timeout(self.opts.idle_timeout):
                 await writer.drain()

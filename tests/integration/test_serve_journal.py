@@ -233,3 +233,28 @@ def test_a_crash_loses_nothing_acknowledged_and_retries_apply_once(tmp_path):
             assert answer == acked[batch_id].replace(b"ok ", b"already ", 1)
     assert sorted(batch_ids(again.journal)) == sorted(b for b, _ in batches)  # each exactly once
     assert again.snapshot.read_text() == model.run(HEADER + b"".join(b[len(HEADER):] for _, b in batches)).output
+
+
+def test_a_dead_worker_stops_the_server_and_leaves_batches_in_doubt_not_lost(tmp_path):
+    import psutil
+
+    server = Serve(tmp_path, "--workers", "2")
+    assert send(server.port, "before", HEADER + b"deposit,1,1,5\n").startswith(b"ok ")
+    for child in psutil.Process(server.proc.pid).children():
+        if "resource_tracker" not in " ".join(child.cmdline()):
+            child.kill()  # the engine's reader and workers
+    answer = send(server.port, "in-doubt", HEADER + b"deposit,2,2,5\n")
+    assert answer == b""  # no answer: the client cannot know, and sends it again
+    assert server.proc.wait(30) == 1
+    server.log.close()
+    assert server.stderr().splitlines()[-1].startswith("shardpay: error: the "), server.stderr()
+    assert "Traceback" not in server.stderr()
+    again = Serve(tmp_path, "--workers", "1", journal=server.journal)
+    try:
+        assert send(again.port, "before", HEADER + b"deposit,1,1,5\n").startswith(b"already before ")
+        assert send(again.port, "in-doubt", HEADER + b"deposit,2,2,5\n") in (
+            b"ok in-doubt accepted=1 rejected=0\n", b"already in-doubt accepted=1 rejected=0\n")
+    finally:
+        assert again.stop() == 0
+    assert again.snapshot.read_text() == (
+        "client,available,held,total,locked\n1,5.0000,0.0000,5.0000,false\n2,5.0000,0.0000,5.0000,false\n")
