@@ -6,13 +6,14 @@ applied exactly once, durably, by authenticated clients.
     client 1 --TCP/TLS--+   asyncio event loop (one thread): server.py
     client 2 -----------+    auth (security.py), 'batch ID SIZE', the bytes, 'commit LINES CRC32'
       ...               +--> (protocol.py); checked and split (batches.prepare): a Pending
-    client N -----------+          |  queue; group commit of what queued meanwhile
+    client N -----------+          |  Committer.submit: a queue to the engine thread
                                    v
-                        engine thread (one, so the order is total): batches.Book.commit
+                        engine thread (committer.py; one, so the order is total): takes every
+                        batch queued meanwhile as one group, batches.Book.commit:
                          1. ids seen before: 'already' (the first answer) or 'conflict'
                          2. new batches' records -> journal (journal.py): write + fsync
                          3. Engine.feed(their rows); Engine.rejects_since -> per-row results
-                                   |
+                                   |                      (answers formatted back on the loop)
                                    v
                         Engine: reader -> rings -> workers (see shardpay.engine)
 
@@ -21,10 +22,10 @@ and its commit line arrived whole and matched, and it is applied once
 whatever the retries, across restarts. The modules, one concept each:
 :mod:`.protocol` (the wire format, ``docs/serve.md``), :mod:`.security`
 (tokens, TLS, the loopback rule), :mod:`.journal` (the file, its checks, the
-export), :mod:`.batches` (the id index and results, on the engine thread),
-:mod:`.server` (connections, the drain), :mod:`.limits` (the shared buffer,
-the rate-limited log), :mod:`.config` (options), :mod:`.files` (durable
-snapshots), :mod:`.client` (:class:`Client`, ``shardpay send``).
+export), :mod:`.batches` (the id index and results), :mod:`.committer` (the
+engine thread), :mod:`.server` (connections, the drain), :mod:`.limits` (the
+shared buffer, the rate-limited log), :mod:`.config` (options), :mod:`.files`
+(durable snapshots), :mod:`.client` (:class:`Client`, ``shardpay send``).
 """
 
 from __future__ import annotations

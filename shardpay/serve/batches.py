@@ -31,13 +31,14 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..decode import parse_header
 from ..errors import InputError
+from ..rejects import Reject
 from .journal import CSV_HEADER, Journal, encode_record
-from .protocol import ProtocolError, error_line, reject_line, status_line
+from .protocol import ProtocolError, error_line, reject_lines, status_line
 
 if TYPE_CHECKING:
     from ..engine import Engine
 
-__all__ = ["Book", "Outcome", "Pending", "count_rows", "prepare", "split_body"]
+__all__ = ["Applied", "Book", "Outcome", "Pending", "count_rows", "prepare", "split_body"]
 
 REPLAY_FEED_BYTES = 4 * 1024 * 1024
 """Rows fed to the engine at once during replay: fewer calls against less memory."""
@@ -130,36 +131,68 @@ def prepare(batch_id: str, body: bytes, principal: str) -> Pending:
                    header_line, count_rows(rows_data), rows_data.count(b"\n"), rows_data)
 
 
+@dataclass(slots=True)
+class Applied:
+    """A committed batch in the index: what a repeat is compared with, and its result.
+
+    Attributes:
+        sha256: of the bytes as sent.
+        accepted, rejected: its rows.
+    """
+
+    sha256: str
+    accepted: int
+    rejected: int
+    _rejects: list[Reject] | None  # the engine's records, until first formatted
+    _offset: int  # batch line = engine line + offset
+    _lines: bytes | None = None
+
+    def reject_lines(self) -> bytes:
+        """The answer's ``LINE,REASON,DETAIL`` lines, joined (formatted once, on first use).
+
+        Safe from two threads: the lines are set before the records are dropped.
+        """
+        rejects = self._rejects
+        lines = self._lines
+        if lines is None:
+            lines = reject_lines((r.line + self._offset, r.reason, r.detail) for r in rejects or ())
+            self._lines = lines
+            self._rejects = None
+        return lines
+
+
 class Outcome(NamedTuple):
     """What a batch's connection is answered (see :mod:`.protocol`).
 
     Attributes:
         status: ``"ok"``, ``"already"`` or ``"error"``.
-        accepted, rejected: rows (``ok``/``already``).
-        reject_lines: the answer's ``LINE,REASON,DETAIL`` lines, joined.
+        applied: the batch's entry in the index (``ok``/``already``).
         code, message: of an ``error``.
     """
 
     status: str
-    accepted: int = 0
-    rejected: int = 0
-    reject_lines: bytes = b""
+    applied: Applied | None = None
     code: str = ""
     message: str = ""
 
+    @property
+    def accepted(self) -> int:
+        return self.applied.accepted if self.applied else 0
+
+    @property
+    def rejected(self) -> int:
+        return self.applied.rejected if self.applied else 0
+
+    @property
+    def reject_lines(self) -> bytes:
+        return self.applied.reject_lines() if self.applied else b""
+
     def answer(self, batch_id: str) -> bytes:
-        """The bytes sent back: the status line and the reject lines."""
+        """The bytes sent back: the status line and the reject lines (formatted here, by the caller's
+        thread: the server's event loop, while the engine thread commits the next group)."""
         if self.status == "error":
             return error_line(batch_id, self.code, self.message)
         return status_line(self.status, batch_id, self.accepted, self.rejected) + self.reject_lines
-
-
-@dataclass(slots=True)
-class _Applied:
-    sha256: str
-    accepted: int
-    rejected: int
-    reject_lines: bytes
 
 
 class _Fed(NamedTuple):
@@ -182,7 +215,7 @@ class Book:
     def __init__(self, engine: Engine, journal: Journal) -> None:
         self.engine = engine
         self.journal = journal
-        self.applied: dict[tuple[str, str], _Applied] = {}
+        self.applied: dict[tuple[str, str], Applied] = {}
         self.next_line = 2  # engine line of the next row fed (line 1 is the header)
         self.cursor: list[int] | None = None
         self.batches = 0
@@ -211,10 +244,10 @@ class Book:
                 self.engine.feed(b"".join(chunk))
                 chunk, settle_bytes, chunk_bytes = [], settle_bytes + chunk_bytes, 0
                 if settle_bytes >= REPLAY_SETTLE_BYTES:
-                    self._settle(fed)
+                    self._settle(fed, lazy=False)
                     fed, settle_bytes = [], 0
         self.engine.feed(b"".join(chunk))
-        self._settle(fed)
+        self._settle(fed, lazy=False)
         self.journal.ready()
         return self.batches, self.rows
 
@@ -252,26 +285,33 @@ class Book:
                 fed.append(_Fed(p.key, p.sha256, self.next_line, p.header_line, p.rows))
                 self.next_line += p.lines
             self.engine.feed(b"".join(p.rows_data for p in new) if len(new) > 1 else new[0].rows_data)
-            self._settle(fed)
+            self._settle(fed, lazy=True)
             for i, p in zip(where, new):
-                done = self.applied[p.key]
-                outcomes[i] = Outcome("ok", done.accepted, done.rejected, done.reject_lines)
+                outcomes[i] = Outcome("ok", self.applied[p.key])
         return [o if o is not None else _again(self.applied[p.key], p) for o, p in zip(outcomes, group)]
 
-    def _settle(self, fed: list[_Fed]) -> None:
-        """Take the engine's new rejects; record each fed batch's result in the index."""
+    def _settle(self, fed: list[_Fed], lazy: bool) -> None:
+        """Take the engine's new rejects; enter each fed batch and its result in the index.
+
+        Args:
+            lazy: leave the reject lines to be formatted by the first answer (a commit: the
+                event loop formats them while this thread goes on); else format them now
+                (a replay: lines take less memory than records).
+        """
         if not fed:
             return
         rejects, self.cursor = self._rejects_since()
         firsts = [f.first_line for f in fed]
-        per: list[list[bytes]] = [[] for _ in fed]
+        per: list[list[Reject]] = [[] for _ in fed]
         for r in rejects:
             i = bisect.bisect_right(firsts, r.line) - 1
             if i >= 0:
-                f = fed[i]
-                per[i].append(reject_line(r.line - f.first_line + f.header_line + 1, r.reason, r.detail))
-        for f, lines in zip(fed, per):
-            self.applied.setdefault(f.key, _Applied(f.sha256, f.rows - len(lines), len(lines), b"".join(lines)))
+                per[i].append(r)
+        for f, mine in zip(fed, per):
+            applied = Applied(f.sha256, f.rows - len(mine), len(mine), mine, f.header_line + 1 - f.first_line)
+            if not lazy:
+                applied.reject_lines()
+            self.applied.setdefault(f.key, applied)
             self.batches += 1
             self.rows += f.rows
 
@@ -301,9 +341,9 @@ class Book:
             return (HEADER + "".join(a.csv_line() for a in result.account_list())).encode()
 
 
-def _again(done: _Applied, p: Pending) -> Outcome:
+def _again(done: Applied, p: Pending) -> Outcome:
     """The outcome of a batch id committed before: its result, or ``conflict`` for other bytes."""
     if done.sha256 == p.sha256:
-        return Outcome("already", done.accepted, done.rejected, done.reject_lines)
+        return Outcome("already", done)
     return Outcome("error", code="conflict", message=(
         f"batch id {p.batch_id!r} was committed before with other bytes; nothing was applied"))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -54,6 +55,7 @@ __all__ = [
     "parse_reject_line",
     "parse_request",
     "reject_line",
+    "reject_lines",
     "status_line",
 ]
 
@@ -203,6 +205,15 @@ def status_line(status: str, batch_id: str, accepted: int, rejected: int) -> byt
 def reject_line(line: int, reason: str, detail: str) -> bytes:
     """``LINE,REASON,DETAIL``: DETAIL is the rest of the line (CR and LF escaped)."""
     return f"{line},{reason},{detail.translate(_SAFE)}\n".encode("utf-8", "backslashreplace")
+
+
+def reject_lines(rejects: Iterable[tuple[int, str, str]]) -> bytes:
+    """Many :func:`reject_line` lines at once, from ``(line, reason, detail)``: one join, one encode."""
+    rows = list(rejects)
+    text = "".join([f"{line},{reason},{detail}\n" for line, reason, detail in rows])
+    if "\r" in text or text.count("\n") != len(rows):  # a CR or LF inside a detail: escape them
+        return b"".join(reject_line(*row) for row in rows)
+    return text.encode("utf-8", "backslashreplace")
 
 
 def error_line(batch_id: str | None, code: str, message: str) -> bytes:

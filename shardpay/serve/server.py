@@ -24,16 +24,15 @@ kind; only a failed engine or journal ends the server.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import errno
 import signal
 import ssl
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..errors import OutputError, ShardpayError
-from .batches import Book, Outcome, Pending, prepare
+from .batches import Book, Outcome, prepare
+from .committer import IN_DOUBT, Committer
 from .config import ServeOptions
 from .files import write_atomically
 from .journal import Journal
@@ -51,14 +50,12 @@ from .protocol import (
 )
 from .security import Tokens
 
-__all__ = ["COMMIT_BYTES", "READ_BYTES", "STREAM_LIMIT", "Server"]
+__all__ = ["READ_BYTES", "STREAM_LIMIT", "Server"]
 
 READ_BYTES = 256 * 1024
 """Most bytes taken from a connection's stream at once while reading a batch."""
 STREAM_LIMIT = 64 * 1024
 """A connection's stream buffer: reading pauses past twice this; a request line longer fails."""
-COMMIT_BYTES = 4 * 1024 * 1024
-"""Most rows joined into one commit (one write + fsync + feed). Larger: fewer fsyncs, longer waits."""
 BACKLOG = 1024
 """Listen backlog (the kernel caps it at ``somaxconn``); also the most connections accepted at once."""
 LINGER_SECONDS = 1.0
@@ -68,10 +65,6 @@ LINGER_BYTES = 1 << 20
 """... and how much of it, at most."""
 
 AUTH, IDLE, BATCH, COMMIT = "auth", "idle", "batch", "commit"
-IN_DOUBT = Outcome("lost")
-"""The outcome of a batch whose commit failed with the server (its record may be in the
-journal, to be applied at the next start): no answer, the connection is closed, and the
-client, as after any lost connection, sends the batch again."""
 
 
 class _Gone(Exception):
@@ -110,8 +103,6 @@ class Server:
         self.tls = tls
         self.max_connections = max_connections
         self.conns: set[_Conn] = set()
-        self.queue: collections.deque[tuple[Pending, asyncio.Future]] = collections.deque()
-        self.committing = False
         self.stopping = False
         self.failed: BaseException | None = None
         self.buffer = Buffer(opts.max_buffer_bytes)
@@ -120,39 +111,13 @@ class Server:
     # -- the engine thread ---------------------------------------------------------------------
 
     async def _on_engine(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        return await self.committer.call(fn, *args)
 
     def _write_snapshot(self, final: bool = False) -> None:
         data = self.book.close() if final else self.book.snapshot()
         if self.opts.snapshot:
             write_atomically(self.opts.snapshot, [data])
         self.accounts = data.count(b"\n") - 1
-
-    async def _committer(self) -> None:
-        """Group commit: every queued batch (up to :data:`COMMIT_BYTES`) in one :meth:`Book.commit`."""
-        while True:
-            await self.wake.wait()
-            self.wake.clear()
-            while self.queue:
-                group = [self.queue.popleft()]
-                size = len(group[0][0].rows_data)
-                while self.queue and size + len(self.queue[0][0].rows_data) <= COMMIT_BYTES:
-                    group.append(self.queue.popleft())
-                    size += len(group[-1][0].rows_data)
-                self.committing = True
-                try:
-                    outcomes = await self._on_engine(self.book.commit, [p for p, _ in group])
-                except BaseException as err:
-                    self._fail(err)
-                    for _, fut in group:
-                        if not fut.done():
-                            fut.set_result(IN_DOUBT)
-                    return
-                finally:
-                    self.committing = False
-                for (_, fut), outcome in zip(group, outcomes):
-                    if not fut.done():
-                        fut.set_result(outcome)
 
     async def _snapshots(self) -> None:
         while True:
@@ -343,10 +308,7 @@ class Server:
         pending = prepare(request.batch_id, body, principal)
         del body
         conn.state = COMMIT
-        fut = asyncio.get_running_loop().create_future()
-        self.queue.append((pending, fut))
-        self.wake.set()
-        return await fut
+        return await self.committer.submit(pending)
 
     # -- start and stop ---------------------------------------------------------------------------
 
@@ -376,7 +338,7 @@ class Server:
             c.task.cancel()
         if dropped:
             log(f"dropped {len(dropped)} batches not committed within the drain timeout (not acknowledged)")
-        while (self.queue or self.committing) and self.failed is None:
+        while self.committer.in_flight and self.failed is None:
             await asyncio.sleep(0.01)
         rest = [c.task for c in self.conns]
         if rest:
@@ -410,8 +372,9 @@ class Server:
             engine.abort()
             reason = "address already in use" if err.errno == errno.EADDRINUSE else (err.strerror or str(err))
             raise ShardpayError(f"cannot listen on {opts.host}:{opts.port}: {reason}") from None
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shardpay-engine")
-        self.stop, self.hup, self.wake = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self.committer = Committer(self.book, loop, self._fail)
+        self.committer.start()
+        self.stop, self.hup = asyncio.Event(), asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.hup.set)
@@ -425,7 +388,6 @@ class Server:
                 log(f"journal: cut a torn last batch ({self.journal.torn} bytes at offset {self.journal.end}; "
                     "it was never acknowledged)")
             await self._on_engine(self._write_snapshot)
-            tasks.append(asyncio.create_task(self._committer()))
             if opts.snapshot:
                 tasks.append(asyncio.create_task(self._snapshots()))
             await listener.start_serving()
@@ -450,5 +412,5 @@ class Server:
             for c in list(self.conns):
                 c.task.cancel()
             listener.close()
+            self.committer.stop()
             engine.abort()
-            self.pool.shutdown(wait=False)

@@ -132,6 +132,6 @@ def test_a_restart_rebuilds_ids_and_results_from_the_journal(tmp_path):
     assert (again.batches, again.rows) == (2, 4)
     for k, v in bodies.items():
         [o] = again.commit([prepare(k, v, "alice@elsewhere")])
-        assert o == answers[k]._replace(status="already")
+        assert o.answer(k) == answers[k].answer(k).replace(b"ok ", b"already ", 1)
     assert again.commit([prepare("a", bodies["b"], "alice@h")])[0].code == "conflict"
     again.journal.close()
