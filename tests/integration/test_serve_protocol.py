@@ -216,4 +216,4 @@ def test_load_small_with_shards_on_ray(tmp_path):
 
 @pytest.mark.slow
 def test_load_2000_connections_of_500_rows(tmp_path):
-    check_load(tmp_path, 2000, 500, 900, "--max-connections", "2100")
+    check_load(tmp_path, 2000, 500, 900, "--max-connections", "2000")
