@@ -11,14 +11,15 @@ A connection's life, each step bounded::
     BATCH         SIZE bytes, then 'commit LINES CRC32', each read within --idle-timeout;
       |           anything else (EOF, a dead client, a wrong count or CRC): nothing applied
       v
-    COMMIT        queued for the engine thread (group commit, :class:`.batches.Book`),
+    COMMIT        queued for the engine thread (:mod:`.committer`: group commit),
       |           then answered; back to IDLE
       v
     an error: the 'error' line, the rest of the input discarded briefly, closed
 
 Errors of one connection (a reset, a failed TLS handshake, out of file
-descriptors) end that connection with at most one log line a second of each
-kind; only a failed engine or journal ends the server.
+descriptors) end that connection only; those logged (refused tokens, dead
+clients mid-batch, asyncio's own) come at most one line a second of each
+kind. Only a failed engine or journal ends the server.
 """
 
 from __future__ import annotations
