@@ -12,8 +12,9 @@ one batch file holding the same rows (``profiling/data/``). Then,
 * ``shardpay FILE --quiet -o OUT`` (the batch CLI, wall time of the process);
 * ``shardpay serve --token-file F`` (fsync on, and with ``--no-fsync``): the
   server is started and ready first; each connection sends ``auth NAME
-  TOKEN`` and one batch with its own id and commit line, and reads the whole
-  answer (its reject lines too). The clock runs from the first connect
+  TOKEN`` and one batch with its own id and commit line, closes its writing
+  side, and reads the whole answer (its reject lines too) until the server
+  closes. The clock runs from the first connect
   until every connection has its answer (``load``), and until the server
   has written its final snapshot and exited after SIGTERM (``load+stop``).
 
@@ -72,7 +73,6 @@ def shardpay() -> str:
 
 
 TOKEN = ("bench", secrets.token_hex(32))
-_STATUS = re.compile(rb"(ok|already) \S+ accepted=\d+ rejected=(\d+)\n")
 
 
 def request(batch_id: str, body: bytes) -> bytes:
@@ -83,12 +83,11 @@ def request(batch_id: str, body: bytes) -> bytes:
 
 
 async def _one(port: int, data: bytes) -> bytes:
+    """One connection: its request, its writing side closed, then the whole answer."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(data)
-    answer = await reader.readline()
-    m = _STATUS.fullmatch(answer)
-    for _ in range(int(m[2]) if m else 0):
-        await reader.readline()
+    writer.write_eof()
+    answer = await reader.read()
     writer.close()
     return answer
 

@@ -52,16 +52,17 @@ _NO_COMMA = re.compile(rb"^[^,\n]*\n", re.M)  # only such lines can be empty
 _NOT_COMMA_LF = bytes(b for b in range(256) if b not in b",\n")
 
 
-def count_rows(rows_data: bytes) -> int:
-    """Rows of LF-terminated lines: the lines that are not empty after trimming (SPEC "Input")."""
+def count_rows(rows_data: bytes) -> tuple[int, int]:
+    """``(rows, lines)`` of LF-terminated lines: rows are the lines not empty after trimming
+    (SPEC "Input")."""
     lines = rows_data.count(b"\n")
     if b"\n\n" not in b"\n" + rows_data.translate(None, _NOT_COMMA_LF):  # every line has a comma: none is empty
-        return lines
+        return lines, lines
     empty = 0
     for m in _NO_COMMA.finditer(rows_data):  # a line with a comma is never empty
         if not m.group()[:-1].decode("utf-8", "replace").strip():
             empty += 1
-    return lines - empty
+    return lines - empty, lines
 
 
 def split_body(body: bytes) -> tuple[int, bytes]:
@@ -127,8 +128,9 @@ def prepare(batch_id: str, body: bytes, principal: str) -> Pending:
         ProtocolError: ``bad_header`` (see :func:`split_body`).
     """
     header_line, rows_data = split_body(body)
+    rows, lines = count_rows(rows_data)
     return Pending((scope_of(principal), batch_id), batch_id, principal, hashlib.sha256(body).hexdigest(),
-                   header_line, count_rows(rows_data), rows_data.count(b"\n"), rows_data)
+                   header_line, rows, lines, rows_data)
 
 
 @dataclass(slots=True)
@@ -155,7 +157,7 @@ class Applied:
         rejects = self._rejects
         lines = self._lines
         if lines is None:
-            lines = reject_lines((r.line + self._offset, r.reason, r.detail) for r in rejects or ())
+            lines = reject_lines(rejects or [], self._offset)
             self._lines = lines
             self._rejects = None
         return lines

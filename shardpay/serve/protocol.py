@@ -207,12 +207,18 @@ def reject_line(line: int, reason: str, detail: str) -> bytes:
     return f"{line},{reason},{detail.translate(_SAFE)}\n".encode("utf-8", "backslashreplace")
 
 
-def reject_lines(rejects: Iterable[tuple[int, str, str]]) -> bytes:
-    """Many :func:`reject_line` lines at once, from ``(line, reason, detail)``: one join, one encode."""
-    rows = list(rejects)
-    text = "".join([f"{line},{reason},{detail}\n" for line, reason, detail in rows])
+def reject_lines(rejects: Iterable[tuple], offset: int = 0) -> bytes:
+    """:func:`reject_line` of many rejects at once (one join, one encode).
+
+    Args:
+        rejects: :class:`shardpay.Reject` records, or any tuples
+            ``(line, type, client, tx, amount, reason, detail)``.
+        offset: added to each line number (engine line to batch line).
+    """
+    rows = rejects if isinstance(rejects, list) else list(rejects)
+    text = "".join([f"{line + offset},{reason},{detail}\n" for line, _, _, _, _, reason, detail in rows])
     if "\r" in text or text.count("\n") != len(rows):  # a CR or LF inside a detail: escape them
-        return b"".join(reject_line(*row) for row in rows)
+        return b"".join(reject_line(r[0] + offset, r[5], r[6]) for r in rows)
     return text.encode("utf-8", "backslashreplace")
 
 

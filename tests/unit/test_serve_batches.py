@@ -65,9 +65,9 @@ def test_a_bad_header_is_refused_naming_its_line():
 
 
 def test_rows_are_the_non_empty_lines():
-    assert count_rows(b"deposit,1,1,5\n\n  \r\n\t\nx\n") == 2
-    assert count_rows(b"a,b\nc,d\n") == 2
-    assert count_rows(b"\xff\n") == 1  # not UTF-8: a row (rejected as invalid_row), not an empty line
+    assert count_rows(b"deposit,1,1,5\n\n  \r\n\t\nx\n") == (2, 5)
+    assert count_rows(b"a,b\nc,d\n") == (2, 2)
+    assert count_rows(b"\xff\n") == (1, 1)  # not UTF-8: a row (rejected as invalid_row), not an empty line
 
 
 def test_prepare_keys_ids_by_token_name():

@@ -90,9 +90,9 @@ def test_error_lines_carry_code_and_message_and_stay_one_line():
         parse_answer_line(error_line("b7", "conflict", "batch id 'b7' was committed before"))
     assert (err.value.code, err.value.message) == ("conflict", "batch id 'b7' was committed before")
     assert "\n" not in reject_line(3, "invalid_row", "a\nb").decode()[:-1]
-    rows = [(3, "invalid_row", "a\nb\r"), (4, "unknown_tx", "é, and more")]
-    assert reject_lines(rows) == b"".join(reject_line(*r) for r in rows) == b"3,invalid_row,a\\nb\\r\n4,unknown_tx,\xc3\xa9, and more\n"
-    assert reject_lines(rows[1:]) == reject_line(*rows[1])
+    rows = [(1, "x", "", "", "", "invalid_row", "a\nb\r"), (2, "dispute", "1", "2", "", "unknown_tx", "é, and more")]
+    assert reject_lines(rows, 2) == b"3,invalid_row,a\\nb\\r\n4,unknown_tx,\xc3\xa9, and more\n"
+    assert reject_lines(iter(rows[1:])) == reject_line(2, "unknown_tx", "é, and more")
     assert {"auth", "conflict", "journal", "checksum", "too_large", "busy", "timeout", "stopping"} <= set(ERROR_CODES)
 
 
