@@ -20,8 +20,9 @@ one batch file holding the same rows (``profiling/data/``). Then,
 
 All clients run in this process (asyncio, loopback), on the same machine as
 the server: on 2 cores they take CPU from it. Every answer must be ``ok`` and
-every run's snapshot equal the batch output. Prints a Markdown table and
-writes it to ``profiling/results/serve-bench.md``.
+every run's snapshot equal the batch output. Prints a Markdown table (with
+each run's wall over the batch CLI's of the same repeat, median: the paired
+ratio) and writes it to ``profiling/results/serve-bench.md``.
 """
 
 from __future__ import annotations
@@ -173,12 +174,17 @@ def main() -> None:
         f"`python profiling/serve_bench.py --connections {a.connections} "
         f"--rows-per-connection {a.rows_per_connection} --workers {a.workers} --repeat {a.repeat}`",
         "",
-        "| run | median wall s | rows/s | x batch |",
-        "| --- | ---: | ---: | ---: |",
+        "*x batch, paired*: the median over repeats of each run's wall over the batch CLI's wall of the",
+        "same repeat (run right before it): steadier than the ratio of medians on a machine whose other",
+        "load comes and goes.",
+        "",
+        "| run | median wall s | rows/s | x batch | x batch, paired |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, values in times.items():
         m = statistics.median(values)
-        lines.append(f"| {name} | {m:.2f} | {rows / m:,.0f} | {m / batch:.2f} |")
+        paired = statistics.median(v / b for v, b in zip(values, times["batch"]))
+        lines.append(f"| {name} | {m:.2f} | {rows / m:,.0f} | {m / batch:.2f} | {paired:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     (HERE / "results").mkdir(exist_ok=True)
