@@ -33,6 +33,7 @@ from ..decode import parse_header
 from ..errors import InputError
 from ..rejects import Reject
 from .journal import CSV_HEADER, Journal, encode_record
+from .limits import log
 from .protocol import ProtocolError, error_line, reject_lines, status_line
 
 if TYPE_CHECKING:
@@ -321,12 +322,17 @@ class Book:
         """``Engine.rejects_since``, retried while the process is out of file descriptors
         (it opens each reject spool): the rows are applied, only their results wait."""
         deadline = time.monotonic() + RETRY_SECONDS
+        waited = False
         while True:
             try:
                 return self.engine.rejects_since(self.cursor)
             except OSError as err:
                 if err.errno not in (errno.EMFILE, errno.ENFILE) or time.monotonic() > deadline:
                     raise
+                if not waited:
+                    log("out of file descriptors reading the engine's rejects: the rows are applied, "
+                        f"their answers wait for one (at most {RETRY_SECONDS:g} s)")
+                    waited = True
                 time.sleep(0.05)
 
     def snapshot(self) -> bytes:

@@ -317,6 +317,8 @@ class Server:
         """asyncio's own errors (a failed accept or TLS handshake): one line a second of each kind."""
         message = context.get("message", "asyncio error")
         err = context.get("exception")
+        if self.stopping and isinstance(err, ValueError) and "_start_serving" in repr(context.get("handle")):
+            return  # an accept retry asyncio scheduled after EMFILE, firing once the listener is closed
         if isinstance(err, OSError) and err.errno in (errno.EMFILE, errno.ENFILE):
             self.rate_log("emfile", f"{message}: out of file descriptors; accepting again in a moment")
         else:

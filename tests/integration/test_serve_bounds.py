@@ -199,24 +199,35 @@ def test_out_of_file_descriptors_costs_log_lines_not_the_server(tmp_path):
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     in_use = len(os.listdir(f"/proc/{pid}/fd"))
 
-    async def flood() -> list[bytes | BaseException]:
+    async def flood() -> tuple[list[bytes | BaseException], bytes]:
         async def one(i: int) -> bytes:
             return await send_batch(server.port, f"f{i}", HEADER + b"deposit,%d,%d,1\n" % (i, i))
 
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)  # connected before
+        await asyncio.sleep(0.2)
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 8, hard))
         tasks = [asyncio.ensure_future(one(i)) for i in range(200)]
-        await asyncio.sleep(3)  # accept fails for want of descriptors, again and again
+        await asyncio.sleep(0.5)
+        # Its commit reads the engine's reject spools (a descriptor each) while none is left:
+        # the server waits for one instead of failing.
+        writer.write(batch_request("early", HEADER + b"withdrawal,9999,9999,1\n"))
+        await asyncio.sleep(2.5)  # accept fails for want of descriptors, again and again
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
-        return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+        early = await asyncio.wait_for(read_answer(reader), 30)
+        writer.close()
+        return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60), early
 
     try:
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, (in_use + 8, hard))
-        answers = asyncio.run(flood())
+        answers, early = asyncio.run(flood())
+        assert early.startswith(b"ok early accepted=0 rejected=1\n2,insufficient_funds,")
         assert send(server.port, "after", HEADER) == b"ok after accepted=0 rejected=0\n"
         ok = [a for a in answers if isinstance(a, bytes) and a.startswith(b"ok ")]
         assert len(ok) >= 150, answers[:5]  # most were served once descriptors were back
     finally:
         assert server.stop() == 0, server.stderr()
     log = server.stderr()
-    assert "out of file descriptors" in log
+    assert "accept() out of system resource: out of file descriptors" in log
+    assert "out of file descriptors reading the engine's rejects: the rows are applied" in log
+    assert "Exception in callback" not in log
     assert len(log.splitlines()) < 20, log
     assert "Traceback" not in log
