@@ -4,21 +4,25 @@ Usage::
 
     python profiling/serve_bench.py --connections 1000 --rows-per-connection 1000 --repeat 3
 
-Builds ``connections`` payloads (each its own clients and tx ids, deterministic
-by seed, so the final balances do not depend on how connections interleave)
-and one batch file holding the same rows (``profiling/data/``). Then,
+Builds ``connections`` batches (each its own clients and tx ids, deterministic
+by seed, so the final balances do not depend on how batches interleave) and
+one batch file holding the same rows (``profiling/data/``). Then,
 ``--repeat`` times, alternating:
 
 * ``shardpay FILE --quiet -o OUT`` (the batch CLI, wall time of the process);
-* ``shardpay serve`` (fsync on, and with ``--no-fsync``): the server is started
-  and ready first; the clock runs from the first connect until every
-  connection has its ``ok`` line (``load``), and until the server has written
-  its final snapshot and exited after SIGTERM (``load+stop``).
+* ``shardpay serve --token-file F`` (fsync on, and with ``--no-fsync``): the
+  server is started and ready first; each connection sends ``auth NAME
+  TOKEN`` and one batch with its own id and commit line, closes its writing
+  side, and reads the whole answer (its reject lines too) until the server
+  closes. The clock runs from the first connect
+  until every connection has its answer (``load``), and until the server
+  has written its final snapshot and exited after SIGTERM (``load+stop``).
 
 All clients run in this process (asyncio, loopback), on the same machine as
-the server: on 2 cores they take CPU from it. Every run's snapshot is checked
-against the batch output. Prints a Markdown table and writes it to
-``profiling/results/serve-bench.md``.
+the server: on 2 cores they take CPU from it. Every answer must be ``ok`` and
+every run's snapshot equal the batch output. Prints a Markdown table (with
+each run's wall over the batch CLI's of the same repeat, median: the paired
+ratio) and writes it to ``profiling/results/serve-bench.md``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import platform
 import random
 import re
 import resource
+import secrets
 import shutil
 import signal
 import statistics
@@ -68,7 +73,18 @@ def shardpay() -> str:
     return shutil.which("shardpay", path=str(Path(sys.executable).parent)) or "shardpay"
 
 
+TOKEN = ("bench", secrets.token_hex(32))
+
+
+def request(batch_id: str, body: bytes) -> bytes:
+    """``auth``, then one batch (shardpay.serve.protocol, as a client in any language writes it)."""
+    from shardpay.serve.protocol import auth_line, batch_request
+
+    return auth_line(*TOKEN) + batch_request(batch_id, body)
+
+
 async def _one(port: int, data: bytes) -> bytes:
+    """One connection: its request, its writing side closed, then the whole answer."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(data)
     writer.write_eof()
@@ -84,10 +100,13 @@ def run_batch(path: Path, out: Path, workers: int) -> float:
 
 
 def run_serve(payloads: list[bytes], tmp: Path, workers: int, fsync: bool) -> tuple[float, float, bytes]:
-    journal, snap, log = tmp / "journal.csv", tmp / "snap.csv", tmp / "serve.log"
+    journal, snap, log, tokens = tmp / "journal", tmp / "snap.csv", tmp / "serve.log", tmp / "tokens"
     journal.unlink(missing_ok=True)
+    tokens.write_text(f"{TOKEN[0]} {TOKEN[1]}\n")
+    tokens.chmod(0o600)
     args = [shardpay(), "serve", "--listen", "127.0.0.1:0", "--journal", str(journal), "--snapshot", str(snap),
-            "--snapshot-every", "3600", "--workers", str(workers)] + ([] if fsync else ["--no-fsync"])
+            "--snapshot-every", "3600", "--workers", str(workers), "--token-file", str(tokens),
+            "--max-connections", str(max(1024, len(payloads)))] + ([] if fsync else ["--no-fsync"])
     with open(log, "w+b") as err:
         proc = subprocess.Popen(args, stderr=err)
         while not (m := re.search(rb"listening on [\d.]+:(\d+)", log.read_bytes())):
@@ -137,7 +156,8 @@ def main() -> None:
             times["batch"].append(run_batch(path, out, a.workers))
             expected = out.read_bytes()
             for fsync, name in ((True, "serve"), (False, "serve --no-fsync")):
-                load_s, total_s, snap = run_serve([HEADER + p for p in payloads], tmp, a.workers, fsync)
+                batches = [request(f"b{i}-{rep}", HEADER + p) for i, p in enumerate(payloads)]
+                load_s, total_s, snap = run_serve(batches, tmp, a.workers, fsync)
                 if snap != expected:
                     sys.exit(f"{name}: the snapshot differs from the batch output")
                 times[f"{name} load"].append(load_s)
@@ -149,16 +169,22 @@ def main() -> None:
         f"= {rows:,} rows, --workers {a.workers}",
         "",
         f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
-        f"median of {a.repeat}; clients in the same machine (loopback). Command: "
+        f"median of {a.repeat}; clients in the same machine (loopback), each with a token and one batch "
+        f"(its id, commit line and per-row answer). Command: "
         f"`python profiling/serve_bench.py --connections {a.connections} "
         f"--rows-per-connection {a.rows_per_connection} --workers {a.workers} --repeat {a.repeat}`",
         "",
-        "| run | median wall s | rows/s | x batch |",
-        "| --- | ---: | ---: | ---: |",
+        "*x batch, paired*: the median over repeats of each run's wall over the batch CLI's wall of the",
+        "same repeat (run right before it): steadier than the ratio of medians on a machine whose other",
+        "load comes and goes.",
+        "",
+        "| run | median wall s | rows/s | x batch | x batch, paired |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for name, values in times.items():
         m = statistics.median(values)
-        lines.append(f"| {name} | {m:.2f} | {rows / m:,.0f} | {m / batch:.2f} |")
+        paired = statistics.median(v / b for v, b in zip(values, times["batch"]))
+        lines.append(f"| {name} | {m:.2f} | {rows / m:,.0f} | {m / batch:.2f} | {paired:.2f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     (HERE / "results").mkdir(exist_ok=True)

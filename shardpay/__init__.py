@@ -11,6 +11,7 @@ The public API::
         both take backend="local" (default) or "ray" (shards as Ray actors), ray_address=
     shardpay.Account                             client, available, held, total, locked
     shardpay.Reject                              line, type, client, tx, amount, reason, detail
+    shardpay.Client(address, token_file=...)     a client of `shardpay serve`: send(bytes, batch_id) -> BatchResult
     shardpay.ShardpayError and its subclasses    (shardpay.errors)
 """
 
@@ -25,10 +26,12 @@ if TYPE_CHECKING:  # pragma: no cover
         OutputError,
         ProcessDied,
         RingError,
+        ServeError,
         ShardpayError,
         StrictReject,
     )
     from .rejects import Reject
+    from .serve import Client
 
 # The names are loaded on first use (PEP 562), not at ``import shardpay``:
 # the console script imports this package before ``shardpay.cli.main`` can
@@ -38,9 +41,10 @@ if TYPE_CHECKING:  # pragma: no cover
 # imports the engine with the signals held.
 _LAZY = {
     **dict.fromkeys(("Account", "Engine", "RunResult", "default_workers", "process", "run"), "engine"),
-    **dict.fromkeys(("BackendError", "InputError", "Interrupted", "OutputError", "ProcessDied", "RingError", "ShardpayError",
-                     "StrictReject"), "errors"),
+    **dict.fromkeys(("BackendError", "InputError", "Interrupted", "OutputError", "ProcessDied", "RingError", "ServeError",
+                     "ShardpayError", "StrictReject"), "errors"),
     "Reject": "rejects",
+    "Client": "serve",
 }
 
 
@@ -62,6 +66,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "Account",
     "BackendError",
+    "Client",
     "Engine",
     "InputError",
     "Interrupted",
@@ -70,6 +75,7 @@ __all__ = [
     "Reject",
     "RingError",
     "RunResult",
+    "ServeError",
     "ShardpayError",
     "StrictReject",
     "default_workers",

@@ -69,7 +69,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
             "  shardpay tx.csv --workers 4 -o accounts.csv --rejects rejects.csv\n"
             "  shardpay tx.csv --backend ray --ray-address HOST:6379 --workers 32\n"
             "  gunzip -c tx.csv.gz | shardpay - --quiet > accounts.csv\n"
-            "  shardpay serve --journal tx.journal.csv   # a TCP server (see: shardpay serve --help)\n"
+            "  shardpay serve --journal tx.journal       # a TCP server (see: shardpay serve --help)\n"
+            "  shardpay send tx.csv --to 127.0.0.1:7878  # one batch to it (see: shardpay send --help)\n"
             "  shardpay generate 1M tx.csv --seed 1      # a test input (see: shardpay generate --help)\n\n"
             "Rejected rows do not stop the run: the first 20 are logged to stderr as\n"
             "'line N: REASON: detail' and counted in the summary. Exit codes: 0 done,\n"
@@ -151,14 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             ``argv`` the caller's signal handlers are restored.
     """
     args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["serve"]:  # `shardpay serve ...`: the TCP server (its own parser and signals)
-        from .serve import main as serve_main
-
-        try:
-            return serve_main(list(args[1:]))
-        except ShardpayError as err:
-            _error(str(err))
-            return err.exit_code
+    if args[:1] in (["serve"], ["send"], ["journal"]):  # the server, its client, its journal: own parsers
+        return _serve_command(args[0], list(args[1:]))
     if args[:1] == ["generate"]:  # `shardpay generate ...`: a deterministic test input
         from .testing.generate import main as generate_main
 
@@ -186,6 +181,26 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for s, h in old.items():
                 signal.signal(s, h)
+
+
+def _serve_command(name: str, argv: list[str]) -> int:
+    """``shardpay serve|send|journal ...``; a fatal error is one line, as for a run."""
+    from . import serve
+
+    if name == "serve":
+        command = serve.main
+    elif name == "send":
+        from .serve.client import main as command
+    else:
+        from .serve.journal import main as command
+    try:
+        return command(argv)
+    except ShardpayError as err:
+        _error(str(err))
+        return err.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted by SIGINT")
+        return 130
 
 
 def _import_with_signals_held() -> None:

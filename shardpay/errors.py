@@ -12,6 +12,7 @@ one-line message and returns :attr:`ShardpayError.exit_code`::
     ├── ProcessDied               a reader or worker process died or raised
     ├── RingError                 a ring peer vanished or the ring is corrupt
     ├── BackendError              --backend ray without Ray installed, or Ray cannot start
+    ├── ServeError                shardpay send / Client: a batch refused, or the server unreachable
     └── Interrupted               SIGINT (exit 130) or SIGTERM (exit 143)
 """
 
@@ -24,6 +25,7 @@ __all__ = [
     "OutputError",
     "ProcessDied",
     "RingError",
+    "ServeError",
     "ShardpayError",
     "StrictReject",
 ]
@@ -58,6 +60,20 @@ class RingError(ShardpayError):
 class BackendError(ShardpayError):
     """The chosen backend cannot run: Ray is not installed (the message names the
     ``pip install`` to run), or a Ray instance cannot be started or joined."""
+
+
+class ServeError(ShardpayError):
+    """``shardpay send`` or :class:`shardpay.Client`: the server refused a batch (nothing of it
+    applied), or could not be reached or answered (the batch may be applied: send it again,
+    with the same id, to know).
+
+    Attributes:
+        code: the server's error code (``docs/serve.md``), or ``"connection"``.
+    """
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Interrupted(ShardpayError):

@@ -28,10 +28,15 @@ call that has not answered in :data:`shardpay.ray_actors.STALL_SECONDS` fails
 the run too. Nothing is written on failure (the caller writes only a
 finished :class:`~shardpay.result.RunResult`); the actors are killed and a
 Ray instance this module started is shut down.
+
+**Exposure.** A local instance this module starts is bound to loopback
+and its token file made private, and joining a cluster (``address``) is
+refused without token authentication (:mod:`shardpay.ray_guard`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -44,6 +49,7 @@ from .errors import BackendError, ProcessDied
 from .frames import DECODED_TAG
 from .proc import cpu_seconds, process_figures
 from .ray_actors import DecoderActor, DecoderPool, ShardActor, ShardChannel, Caller, first_line
+from .ray_guard import check_cluster_auth, loopback_node, private_token
 from .reader import Reader
 from .rejects import Spool, close_spools, open_spools
 from .session import Session
@@ -105,13 +111,15 @@ class RaySession(Session):
             has, e.g. a test's).
 
     Raises:
-        BackendError: Ray is not installed, or cannot start or be joined.
+        BackendError: Ray is not installed, or cannot start or be joined, or ``address``
+            is given without token authentication (:func:`check_cluster_auth`).
         ProcessDied: an actor could not be started within :data:`START_SECONDS`.
         OutputError: the temporary reject spools cannot be created.
     """
 
     def __init__(self, workers: int, decoders: int, strict: bool, stream: BinaryIO | None,
                  address: str | None = None) -> None:
+        check_cluster_auth(address)
         self.ray = _import_ray()
         self.workers = workers
         self.decoders = decoders
@@ -150,8 +158,10 @@ class RaySession(Session):
         self._owns_ray = True
         try:
             try:
-                ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                         logging_level="ERROR", configure_logging=True)
+                private_token(create=address is None)
+                with contextlib.nullcontext() if address else loopback_node():
+                    ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                             logging_level="ERROR", configure_logging=True)
             except SystemExit as stop:
                 # ray.init's own SIGTERM handler during start-up is sys.exit(15): hand the
                 # signal to the caller's handler instead (the CLI's reports exit 143).
@@ -161,10 +171,7 @@ class RaySession(Session):
                 raise
         except Exception as err:  # noqa: BLE001 - Ray raises many kinds; the message is what matters
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-            hint = ""
-            if address and os.environ.get("RAY_AUTH_MODE") != "token":
-                hint = (" (a cluster started with token authentication, the default of `ray start` since "
-                        "Ray 2.59, is joined with RAY_AUTH_MODE=token and its token: see `ray get-auth-token`)")
+            hint = " (is the token the cluster's? `ray get-auth-token` on its head prints it)" if address else ""
             raise BackendError(f"cannot start or join {where}: {first_line(err)}{hint}") from None
         finally:
             self._restore_sigterm()

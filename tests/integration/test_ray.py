@@ -39,7 +39,11 @@ _MEASURED = {"pid", "cpu_seconds", "peak_rss_bytes", "wall_seconds", "rows_per_s
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    from shardpay.ray_guard import loopback_node, private_token
+
+    private_token(create=True)
+    with loopback_node():  # as shardpay starts its own: loopback only, a private token
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     yield
     ray.shutdown()
 
@@ -258,3 +262,38 @@ def test_cli_interrupted_mid_run_on_ray(tmp_path, sig):
     assert stderr.decode().strip().splitlines()[-1] == f"shardpay: error: interrupted by {signal.Signals(sig).name}"
     assert not out.exists() and stdout == b""
     assert time.monotonic() - t0 < 15
+
+
+_EXPOSURE_SCRIPT = """
+import ipaddress, json, os, psutil, shardpay
+with shardpay.Engine(workers=1, backend="ray") as engine:
+    engine.feed(b"type,client,tx,amount\\ndeposit,1,1,1\\n")
+    engine.snapshot()
+    listening = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            listening |= {c.laddr.ip for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+        except psutil.Error:
+            pass
+token = os.path.expanduser("~/.ray/auth_token")
+print(json.dumps({"listening": sorted(listening), "token_mode": os.stat(token).st_mode & 0o777}))
+"""
+
+
+def _is_loopback(ip: str) -> bool:
+    import ipaddress
+
+    address = ipaddress.ip_address(ip)
+    return address.is_loopback or bool(getattr(address, "ipv4_mapped", None) and address.ipv4_mapped.is_loopback)
+
+
+@pytest.mark.slow
+def test_a_local_instance_listens_on_loopback_with_a_private_token(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(tmp_path)  # Ray's default token file: tmp_path/.ray/auth_token, made by shardpay
+    r = subprocess.run([sys.executable, "-c", _EXPOSURE_SCRIPT], capture_output=True, timeout=180, env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    seen = json.loads(r.stdout)
+    assert seen["listening"], "no Ray process was seen listening"
+    assert all(_is_loopback(ip) for ip in seen["listening"]), seen
+    assert seen["token_mode"] == 0o600
