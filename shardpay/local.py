@@ -37,13 +37,14 @@ from .sequencer import run_sequencer
 from .session import Session
 from .worker import run_worker
 
-__all__ = ["PIPE_SLOTS", "STOP_SECONDS", "WATCH_SECONDS", "LocalSession", "stop_children", "watch"]
+__all__ = ["PIPE_SLOTS", "WATCH_SECONDS", "LocalSession", "stop_children", "watch"]
 
 WATCH_SECONDS = 0.1
 """How often the parent checks its children and refreshes progress; a child's death
 wakes a waiting parent at once."""
-STOP_SECONDS = 1.0
-"""How long a child gets to exit after SIGTERM before SIGKILL."""
+REAP_SECONDS = 1.0
+"""How long to wait for a child whose result pipe closed without a message to exit,
+so that the error can say how it ended."""
 PIPE_SLOTS = 16
 """Slots (64 KiB each) of a decoder's two rings: a chunk or a decoded chunk takes one
 or two, so each decoder has several chunks queued on either side and the
@@ -282,7 +283,7 @@ def watch(children: list[Child], tick: Callable[[], None], mark: int | None = No
             except (EOFError, OSError):
                 msg = None
             if msg is None:
-                child.process.join(STOP_SECONDS)
+                child.process.join(REAP_SECONDS)
                 failures.append(ProcessDied(f"the {child.name} process (pid {child.process.pid}) "
                                             f"{_how_it_ended(child.process.exitcode)}"))
             elif msg[0] == "error":
@@ -343,16 +344,13 @@ def _how_it_ended(code: int | None) -> str:
 
 
 def stop_children(children: list[Child]) -> None:
-    """Stop every child still running: SIGTERM, then SIGKILL after :data:`STOP_SECONDS`."""
+    """Stop every child still running (SIGKILL: they ignore the signals a process group
+    gets, see :func:`shardpay.proc.child_main`) and reap them all."""
     live = [c.process for c in children if c.process.is_alive()]
     for p in live:
-        p.terminate()
-    deadline = time.monotonic() + STOP_SECONDS
+        p.kill()
     for p in live:
-        p.join(max(0.0, deadline - time.monotonic()))
-        if p.is_alive():
-            p.kill()
-            p.join()
+        p.join()
     for child in children:
         child.conn.close()
         if child.process.exitcode is not None:

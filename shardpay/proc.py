@@ -147,10 +147,13 @@ def _set_name(name: str) -> None:
 def child_main(conn: Any, body: Callable[[], dict], *, name: str, parent_pid: int) -> None:
     """Run ``body`` as a child process's whole life and report on ``conn``.
 
-    The child dies with its parent (:func:`die_with_parent`), ignores SIGINT
-    (the parent handles Ctrl-C for the group and stops its children) and
-    dies at once on SIGTERM and SIGHUP; then the signals the parent held at
-    fork are let through. The cyclic GC is off: the hot loops allocate many
+    The child dies with its parent (:func:`die_with_parent`) and ignores
+    SIGINT, SIGTERM and SIGHUP: they come to the whole process group from a
+    terminal (Ctrl-C, a hang-up) or a service manager (systemd stops a unit
+    with SIGTERM to every process), and it is the parent that decides, then
+    stops its children with SIGKILL (a child holds nothing to clean up:
+    the rings are the parent's, the spools unnamed); then the signals the
+    parent held at fork are let through. The cyclic GC is off: the hot loops allocate many
     containers and never make cycles. Freed buffers stay in the heap
     (:func:`keep_freed_memory`).
 
@@ -164,9 +167,8 @@ def child_main(conn: Any, body: Callable[[], dict], *, name: str, parent_pid: in
 
     die_with_parent(parent_pid)
     _set_name(name)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    for sig in HELD_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
     gc.disable()
     keep_freed_memory()

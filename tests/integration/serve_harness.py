@@ -8,6 +8,7 @@ tested through their own tests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 import signal
@@ -131,6 +132,13 @@ async def read_answer(reader: asyncio.StreamReader) -> bytes:
     return line
 
 
+async def close(writer: asyncio.StreamWriter) -> None:
+    """Close a client's connection and wait until it is closed (so no transport outlives its loop)."""
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.wait_closed()
+
+
 async def send_batch(port: int, batch_id: str, body: bytes, *, credentials: tuple[str, str] | None = None,
                      tls: ssl.SSLContext | None = None, piece: int = 0, pause: float = 0.0) -> bytes:
     """Connect, (authenticate), send one batch (in ``piece``-byte writes ``pause`` s apart), return the answer."""
@@ -145,7 +153,7 @@ async def send_batch(port: int, batch_id: str, body: bytes, *, credentials: tupl
                 await asyncio.sleep(pause)
         return await read_answer(reader)
     finally:
-        writer.close()
+        await close(writer)
 
 
 def send(port: int, batch_id: str, body: bytes, **kw: object) -> bytes:

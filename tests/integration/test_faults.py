@@ -223,16 +223,18 @@ def test_signal_mid_run_exits_fast_and_leaves_nothing(big_csv, tmp_path, runs, s
     run.assert_nothing_left(within=2)
 
 
-def test_ctrl_c_to_the_whole_process_group(big_csv, tmp_path, runs):
-    """A terminal's Ctrl-C signals every process of the group: children ignore it, the parent stops them."""
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_to_the_whole_process_group(big_csv, tmp_path, runs, sig, code):
+    """A terminal's Ctrl-C, or a service manager's stop, signals every process of the group:
+    the children ignore it, the parent decides and stops them."""
     run = runs(tmp_path, big_csv, "--workers", "2", "--decoders", "2")
     run.children(workers=2)
     time.sleep(0.3)
     run.t_signal = time.monotonic()
-    os.killpg(run.pid, signal.SIGINT)
+    os.killpg(run.pid, sig)
     rc, seconds = run.wait(timeout=2)
-    assert rc == 130 and seconds < 2, (rc, seconds)
-    assert one_line(run.stderr()) == "shardpay: error: interrupted by SIGINT\n"
+    assert rc == code and seconds < 2, (rc, seconds)
+    assert one_line(run.stderr()) == f"shardpay: error: interrupted by {signal.Signals(sig).name}\n"
     run.assert_nothing_left(within=2)
 
 

@@ -12,7 +12,7 @@ import signal
 import time
 
 from shardpay.serve.protocol import batch_request
-from tests.integration.serve_harness import HEADER, Serve, raise_nofile_limit, read_answer, send, send_batch
+from tests.integration.serve_harness import HEADER, Serve, close, raise_nofile_limit, read_answer, send, send_batch
 
 MiB = 1 << 20
 
@@ -44,7 +44,7 @@ def test_300_idle_connections_while_a_batch_is_served(tmp_path):
         served = time.monotonic() - t0
         answers = await asyncio.gather(*(closed_with(r, 10) for r, _ in silent + stalled + halfline))
         for _, w in silent + stalled + halfline:
-            w.close()
+            await close(w)
         return answers, answer, served
 
     try:
@@ -74,7 +74,7 @@ def test_lines_without_an_end_are_refused_not_held(tmp_path):
             except ConnectionError:
                 pass
             answer = await closed_with(reader, 10)
-            writer.close()
+            await close(writer)
             return answer
 
         return await asyncio.gather(*(one() for _ in range(60)))
@@ -115,8 +115,8 @@ def test_batches_over_the_bounds(tmp_path):
         a[1].write(request_a[112:])  # a finishes: room again
         done_a = await read_answer(a[0])
         ok_c = await send_batch(server.port, "c", body)
-        b[1].close()
-        a[1].close()
+        await close(b[1])
+        await close(a[1])
         return [too_large, busy, done_a, ok_c, b"%.1f" % waited]
 
     try:
@@ -138,11 +138,11 @@ def test_connections_past_the_limit_are_told_to_come_back(tmp_path):
         held = [await connect(server.port) for _ in range(3)]
         await asyncio.sleep(0.2)
         refused = await send_batch(server.port, "x", HEADER)
-        held[0][1].close()
+        await close(held[0][1])
         await asyncio.sleep(0.2)
         answer = await send_batch(server.port, "x", HEADER)
         for _, w in held[1:]:
-            w.close()
+            await close(w)
         return refused, answer
 
     try:
@@ -178,7 +178,7 @@ def test_sigterm_drains_within_the_timeout_whatever_the_clients_do(tmp_path):
         slow_answer = await read_answer(slow[0])
         stuck_answer = await closed_with(stuck[0], 5)  # never finished: dropped at the deadline
         for _, w in (idle, slow, stuck):
-            w.close()
+            await close(w)
         return idle_answer, slow_answer, stuck_answer, b"", time.monotonic() - t0
 
     idle_answer, slow_answer, stuck_answer, _, took = asyncio.run(scenario())
@@ -214,7 +214,7 @@ def test_out_of_file_descriptors_costs_log_lines_not_the_server(tmp_path):
         await asyncio.sleep(2.5)  # accept fails for want of descriptors, again and again
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
         early = await asyncio.wait_for(read_answer(reader), 30)
-        writer.close()
+        await close(writer)
         return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60), early
 
     try:

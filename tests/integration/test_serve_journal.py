@@ -80,6 +80,7 @@ def test_a_retried_dispute_applies_once(tmp_path):
             writer.write(batch_request("dispute-a", HEADER + b"dispute,1,1,\n"))
             await writer.drain()
             writer.transport.abort()
+            await asyncio.sleep(0)  # let the loop finish closing it
 
         asyncio.run(unacknowledged())
         wait_for(lambda: "dispute-a" in batch_ids(server.journal), what="the dispute to be committed")

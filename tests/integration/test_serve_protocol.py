@@ -23,6 +23,7 @@ from tests.conftest import FIXTURES, run_cli, shardpay_cmd
 from tests.integration.serve_harness import (
     HEADER,
     Serve,
+    close,
     conn_rows,
     load,
     raise_nofile_limit,
@@ -76,7 +77,7 @@ def test_several_batches_on_one_connection_then_an_error_closes_it(server):
         writer.write(batch_request("bad", b"client,type,tx\n1,deposit,1\n"))
         answers.append(await read_answer(reader))
         answers.append(await reader.read())  # closed by the server
-        writer.close()
+        await close(writer)
         return answers
 
     assert asyncio.run(session()) == [
@@ -98,7 +99,7 @@ def test_refusals_apply_nothing(server, request_bytes, answer):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(request_bytes)
         got = await reader.read()
-        writer.close()
+        await close(writer)
         return got
 
     assert asyncio.run(one()) == answer

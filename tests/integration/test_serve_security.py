@@ -16,7 +16,7 @@ import shardpay
 from shardpay.errors import ServeError
 from shardpay.serve.protocol import batch_request
 from tests.conftest import run_cli, shardpay_cmd
-from tests.integration.serve_harness import HEADER, Serve, send, token_file
+from tests.integration.serve_harness import HEADER, Serve, close, send, token_file
 
 ALICE = ("alice", "a1ice-0123456789abcdef0123456789")
 BOB = ("bob", "b0b-fedcba9876543210fedcba987654")
@@ -41,7 +41,7 @@ def test_a_squatter_without_a_token_claims_nothing(guarded, tmp_path):
         reader, writer = await asyncio.open_connection("127.0.0.1", guarded.port)
         writer.write(data)
         answer = await reader.read()
-        writer.close()
+        await close(writer)
         return answer
 
     assert asyncio.run(raw(batch_request("squat", squat))) == (
