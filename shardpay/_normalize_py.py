@@ -159,10 +159,10 @@ def _line_by_line(block: bytes) -> tuple[bytes, bytes, int]:
 # "e4" appended comes out in 1/10,000 units) and encoded back: the result is
 # the JSON above, byte for byte, or the block goes line by line.
 
-_SKELETON = bytearray(b"?" * 256)
+_table = bytearray(b"?" * 256)
 for _b in b"e,.\n":
-    _SKELETON[_b] = _b
-_SKELETON = bytes(_SKELETON)
+    _table[_b] = _b
+_SKELETON = bytes(_table)
 """Digits and lowercase letters other than 'e' are deleted; 'e', ',', '.' and LF
 stay; anything else (space, quote, upper case, sign, CR, non-ASCII) becomes '?'."""
 _DROP = b"0123456789abcdfghijklmnopqrstuvwxyz"

@@ -1,9 +1,10 @@
 """The same rows in every CSV dialect give the same run: output, rejects and counts byte
-for byte (``shardpay generate --dialect``)."""
+for byte (``shardpay generate --dialect``), with either normaliser twin."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -18,10 +19,10 @@ COUNTS = ("rows_read", "rows_accepted", "rows_rejected", "rejected_by_reason", "
 """The ``--stats`` figures that count rows; the rest are bytes and seconds."""
 
 
-def run(path, tmp_path) -> tuple[bytes, bytes, dict]:
+def run(path, tmp_path, env=None) -> tuple[bytes, bytes, dict]:
     out, rej, st = tmp_path / "out.csv", tmp_path / "rej.csv", tmp_path / "stats.json"
     r = subprocess.run([*shardpay_cmd(), str(path), "--workers", "2", "-q", "-o", str(out), "--rejects", str(rej),
-                        "--stats", str(st)], capture_output=True, timeout=120)
+                        "--stats", str(st)], capture_output=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     stats = json.loads(st.read_text())
     return out.read_bytes(), rej.read_bytes(), {k: stats[k] for k in COUNTS}
@@ -55,6 +56,11 @@ def test_the_clean_run_is_the_models(files, clean_run):
     assert output.decode() == want.output
     assert counts["rows_rejected"] == len(want.rejects) > 0
     assert [int(line.split(b",", 1)[0]) for line in rejects.splitlines()[1:]] == [line for line, _ in want.rejects]
+
+
+def test_the_pure_normaliser_gives_the_same_run(files, clean_run, tmp_path):
+    env = dict(os.environ, SHARDPAY_NORMALIZE="python")
+    assert run(files["mixed"], tmp_path, env) == clean_run
 
 
 def test_messy_takes_only_the_clean_dialect(tmp_path):

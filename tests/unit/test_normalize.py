@@ -3,9 +3,11 @@ and its two twins (compiled and pure) giving the same bytes for any input."""
 
 from __future__ import annotations
 
-import importlib
 import io
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 from hypothesis import example, given, settings
@@ -14,18 +16,8 @@ from hypothesis import strategies as st
 from shardpay import _normalize_py
 from shardpay.testing.generate import DIALECTS, dialect_text, generate
 from shardpay.testing.strategies import dialect_blocks, dialect_row, valid_rows
-
-try:
-    _compiled = importlib.import_module("shardpay._normalize")
-except ImportError:  # no C compiler at install time: the pure twin alone
-    _compiled = None
-
-TWINS = [
-    pytest.param(_normalize_py.normalize, id="python"),
-    pytest.param(getattr(_compiled, "normalize", None), id="compiled",
-                 marks=pytest.mark.skipif(_compiled is None, reason="shardpay._normalize is not built")),
-]
-needs_compiled = pytest.mark.skipif(_compiled is None, reason="shardpay._normalize is not built")
+from tests.normalize_twins import TWINS, needs_compiled
+from tests.normalize_twins import compiled as _compiled
 EMPTY, FAST, EXACT = _normalize_py.EMPTY, _normalize_py.FAST, _normalize_py.EXACT
 
 VOUCHED = [
@@ -88,6 +80,21 @@ def test_marks_keep_every_line_in_place(normalize):
     js, marks, fast = normalize(block)
     assert js == b'[["deposit",1,1,10000],["dispute",1,1]]' and fast == 2
     assert list(marks) == [FAST, EMPTY, EMPTY, EXACT, EXACT, FAST]  # a VT line: the exact path says empty
+
+
+@pytest.mark.parametrize("env, picked", [({}, "compiled"), ({"SHARDPAY_NORMALIZE": "python"}, "python"),
+                                         ({"SHARDPAY_NO_EXTENSIONS": "1"}, "python"),
+                                         ({"SHARDPAY_NORMALIZE": "compiled"}, "compiled")])
+def test_the_decoder_picks_the_twin_the_environment_asks_for(env, picked):
+    clean = {k: v for k, v in os.environ.items() if k not in ("SHARDPAY_NORMALIZE", "SHARDPAY_NO_EXTENSIONS")}
+    r = subprocess.run([sys.executable, "-c", "import shardpay.decode as d; print(d.NORMALIZER)"],
+                       capture_output=True, text=True, env={**clean, **env})
+    if _compiled is None and picked == "compiled":
+        if env:  # asked for by name: not silently replaced
+            assert r.returncode != 0 and "_normalize" in r.stderr
+            return
+        picked = "python"
+    assert r.stdout.strip() == picked, r.stderr
 
 
 @pytest.mark.parametrize("normalize", TWINS)
