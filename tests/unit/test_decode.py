@@ -194,3 +194,23 @@ def test_huge_numbers_with_leading_zeros():
     assert rejects[0][0] == 3 and "tx '999" in rejects[0][1] and len(rejects[0][1]) < 100
 
 
+
+
+def test_the_reused_csv_reader_starts_each_line_afresh():
+    """The exact path keeps one csv reader a thread: a quote left open on one line
+    must not run on into the next."""
+    bad, good = b'deposit,1,1,"1.5', b'deposit,"1","2", "2.5" '
+    for _ in range(3):
+        assert decode_line(bad, 2).detail == "malformed quoting: unexpected end of data"
+        row = decode_line(good, 3)
+        assert (row.kind, row.client, row.tx, row.amount) == (DEPOSIT, 1, 2, 25000)
+
+
+def test_quoted_lines_decode_alike_in_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    lines = [b'deposit,"%d","%d","1.5"' % (i, i) if i % 3 else b'deposit,%d,"%d' % (i, i) for i in range(3000)]
+    want = [decode_line(line, 1) for line in lines]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda part: [decode_line(line, 1) for line in part], [lines] * 8))
+    assert all(g == want for g in got)
