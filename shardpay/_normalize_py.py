@@ -26,7 +26,8 @@ is valid and says why not. A line is vouched for when it is a valid row
   and at least one digit (``1``, ``1.5``, ``.5``, ``5.``, ``007.50``), digits
   past the fourth decimal only if zeros, at most 15 digits before the point
   once leading zeros are gone, 1..MAX_UNITS in 1/10,000 units. A reference's
-  amount is ignored, whatever printable text it holds (no quote inside it).
+  amount is ignored, whatever printable text it holds (no quote inside it,
+  no comma inside its quotes).
 
 A line of spaces, tabs and CRs only is empty. A vouched line becomes
 ``["<type>",<client>,<tx>,<units>]``, or ``["<type>",<client>,<tx>]`` for a
