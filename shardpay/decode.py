@@ -256,7 +256,9 @@ def _fields(text: str) -> list[str] | str:
         return list(map(str.strip, text.split(",")))
     # A CR is whitespace (SPEC ignores it around fields; str.strip drops it),
     # but the csv module refuses it in an unquoted field: make it a space.
-    text = _SPACE_AROUND_QUOTES.sub("", text.replace("\r", " "))
+    # (Whitespace other than a space is never printable: most lines skip the regex.)
+    if " " in text or not text.isprintable():
+        text = _SPACE_AROUND_QUOTES.sub("", text.replace("\r", " "))
     try:
         feed, reader = _CSV.reader
     except AttributeError:  # this thread's first quoted line
@@ -334,7 +336,6 @@ def _plain_int(text: str, limit: int, width: int) -> int | None:
 
 
 _CONTROL = str.maketrans({c: f"\\x{c:02x}" for c in [*range(32), 127]})
-_HAS_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _new_reject = tuple.__new__
 """``Reject(...)`` without the named tuple's Python-level ``__new__`` (what its ``_make`` does)."""
 
@@ -348,9 +349,9 @@ def _invalid(line: int, detail: str, fields: list[str], text: str) -> Reject:
     elif n < 4:
         fields = (fields + ["", "", "", ""])[:4]
     # Control characters (a stray CR, NUL) are shown escaped: the rejects CSV stays one line a row.
-    # A field holds one only if the line does.
-    if _HAS_CONTROL.search(text):
-        fields = [f.translate(_CONTROL) if _HAS_CONTROL.search(f) else f for f in fields]
+    # A field holds one only if the line does, and a string that holds one is not printable.
+    if not text.isprintable():
+        fields = [f if f.isprintable() else f.translate(_CONTROL) for f in fields]
     return _new_reject(Reject, (line, fields[0], fields[1], fields[2], fields[3], "invalid_row", detail))
 
 
