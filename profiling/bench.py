@@ -8,6 +8,7 @@ Usage::
     python profiling/bench.py --rows 5M,10M,20M --memory            # RSS slope per stored transaction
     python profiling/bench.py --rows 5M,10M,20M --memory --scenario sparse --name memory-sparse
     python profiling/bench.py --rows 10M --ceiling default,2:2      # the pipeline without the ledger
+    python profiling/bench.py --rows 10M --dialects --no-model      # the same rows in every CSV dialect
 
 For each scenario it generates the data once (``profiling/data/``, not
 committed; deterministic by ``--seed``), then runs, ``--repeat`` times and
@@ -39,6 +40,12 @@ workers count their rows and drop them): the reader, the decoders and the
 sequencer alone, the most any ledger can reach; alternating with the
 reference model unless ``--no-model``, it gives the rows/s as a multiple of
 the reference's; there the scenarios run one after the other.
+
+``--dialects [LIST]`` runs instead the same rows (``--scenario``, one) written
+in each CSV dialect of ``shardpay generate --dialect`` (default: all of them),
+``shardpay FILE`` at the default worker count, every dialect once a round,
+and gives each one's median wall over the clean file's; every run's output,
+rejects and ``--stats`` counts must equal the clean file's (exit 1 if not).
 
 ``--plot`` also writes PNG charts of the results beside them
 (``profiling/plot.py``; needs matplotlib: ``pip install '.[profiling]'``).
@@ -299,6 +306,129 @@ def _slope(xs: list[int], ys: list[int]) -> float:
     return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs), 1)
 
 
+# --- --dialects: the same rows in every CSV dialect ------------------------------------------
+
+DIALECT_COUNTS = ("rows_read", "rows_accepted", "rows_rejected", "rejected_by_reason", "accounts", "rows_per_shard",
+                  "stored_transactions_per_shard")
+"""The ``--stats`` figures that count rows: equal for every dialect of the same rows."""
+
+
+def dialect_file(rows: int, scenario: str, seed: int, dialect: str, data: Path = DATA) -> Path:
+    """``data_file``'s rows written in ``dialect`` (``shardpay generate --dialect``), made once and reused."""
+    if dialect == "clean":
+        return data_file(rows, scenario, seed, data)
+    path = data / f"{scenario}-{rows}-s{seed}-{dialect}.csv"
+    if not path.exists():
+        print(f"generating {path.name} ...", file=sys.stderr, flush=True)
+        tmp = path.with_suffix(".tmp")
+        subprocess.run([sys.executable, "-m", "shardpay.testing.generate", str(rows), str(tmp), "--seed", str(seed),
+                        "--scenario", scenario, "--dialect", dialect], check=True)
+        tmp.rename(path)
+    return path
+
+
+def bench_dialects(paths: dict[str, Path], rows: int, repeat: int, model: bool) -> dict:
+    """Run ``shardpay FILE`` (default workers, ``-o``, ``--rejects``, ``--stats``) on every
+    dialect's file, ``repeat`` rounds, each round every dialect in turn (and the reference
+    model on each file too if ``model``); compare every run's outputs with the clean file's.
+
+    Returns ``{"dialects": [row per dialect], "identical": bool}``; a row has the
+    median wall, its ratio to clean's, rows/s, the decoders' decode rows/s (summed)
+    of the median run, the reference's median wall, and an example line of the file.
+    """
+    import hashlib
+
+    exe = shardpay_exe()
+    work = Path(tempfile.mkdtemp(prefix="shardpay-dialects-"))
+    out, rej, st = work / "out.csv", work / "rejects.csv", work / "stats.json"
+    runs: dict[str, list[dict]] = {d: [] for d in paths}
+    ref_walls: dict[str, list[float]] = {d: [] for d in paths}
+    want: tuple | None = None
+    mismatches: list[str] = []
+    try:
+        for r in range(repeat):
+            for dialect, path in paths.items():
+                if model:
+                    ref_walls[dialect].append(timed(reference_cmd(path))["wall"])
+                res = timed([exe, str(path), "--quiet", "-o", str(out), "--rejects", str(rej), "--stats", str(st)])
+                stats = json.loads(st.read_text())
+                got = (hashlib.sha256(out.read_bytes()).hexdigest(), hashlib.sha256(rej.read_bytes()).hexdigest(),
+                       {k: stats[k] for k in DIALECT_COUNTS})
+                want = want or got
+                if got != want:
+                    mismatches.append(f"round {r + 1}, {dialect}")
+                res["decode_rows_per_s"] = sum(d["decode_rows_per_second"] for d in stats["decoders_detail"])
+                res["workers"] = stats["workers"]
+                runs[dialect].append(res)
+                print(f"  run {r + 1}/{repeat}: {dialect:<12} {res['wall']:7.2f} s", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    first = next(iter(paths))
+    base = statistics.median(x["wall"] for x in runs[first])
+    table = []
+    for dialect, path in paths.items():
+        walls = sorted(x["wall"] for x in runs[dialect])
+        med = statistics.median(walls)
+        median_run = min(runs[dialect], key=lambda x: abs(x["wall"] - med))
+        table.append({
+            "dialect": dialect,
+            "example": _example_row(path, b"dispute" if dialect == "three-field" else b"withdrawal"),
+            "wall_median_s": round(med, 3),
+            "wall_runs_s": [round(w, 3) for w in walls],
+            f"x_{first}": round(med / base, 3),
+            "rows_per_s": round(rows / med),
+            "decode_rows_per_s": median_run["decode_rows_per_s"],
+            "workers": median_run["workers"],
+            "reference_wall_median_s": round(statistics.median(ref_walls[dialect]), 3) if model else None,
+        })
+    return {"dialects": table, "identical": not mismatches, "mismatches": mismatches}
+
+
+def _example_row(path: Path, kind: bytes) -> str:
+    """The file's first line of ``kind``, as written (a CR shown as ``\\r``)."""
+    with open(path, "rb") as f:
+        for raw in f:
+            if kind in raw:
+                return raw.decode().replace("\r", "\\r").replace("\n", "")
+    return ""
+
+
+def dialects_main(a: argparse.Namespace, argv: list[str]) -> int:
+    """``--dialects``: generate, run, print and write the table; exit 1 if a dialect's run differs."""
+    from shardpay.testing.generate import DIALECTS
+
+    rows = parse_count(a.rows)
+    scenario = a.scenario.split(",")[0]
+    names = list(DIALECTS) if a.dialects == "all" else ["clean", *(d for d in a.dialects.split(",") if d != "clean")]
+    for d in names:
+        if d not in DIALECTS:
+            sys.exit(f"bench: unknown dialect {d!r} (one of {', '.join(DIALECTS)})")
+    paths = {d: dialect_file(rows, scenario, a.seed, d, a.data) for d in names}
+    result = bench_dialects(paths, rows, a.repeat, not a.no_model)
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    report = {"machine": machine(), "date": stamp, "argv": argv, "scenario": scenario, "rows": rows, **result}
+    workers = result["dialects"][0]["workers"]
+    md = [f"## bench {' '.join(argv)}", "", f"{stamp}, {report['machine']}", "",
+          f"### every dialect against clean, {scenario}, {rows:,} rows, `shardpay FILE` ({workers} workers, "
+          f"the default); median of {a.repeat} rounds, every dialect once a round", "",
+          "| dialect | example row | wall s | x clean | rows/s | reader decode rows/s | reference s |",
+          "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for q in result["dialects"]:
+        ref = f"{q['reference_wall_median_s']:.2f}" if q["reference_wall_median_s"] else "-"
+        md.append(f"| {q['dialect']} | `{q['example']}` | {q['wall_median_s']:.2f} | {q['x_clean']:.2f} | "
+                  f"{q['rows_per_s']:,} | {q['decode_rows_per_s']:,} | {ref} |")
+    md += ["", "Output, rejects and `--stats` counts of every run equal the clean file's: "
+           + ("yes." if result["identical"] else f"**NO**: {', '.join(result['mismatches'])}."), ""]
+    text = "\n".join(md)
+    print(text)
+    name = a.name or f"dialects-{scenario}-{a.rows}"
+    a.results.mkdir(parents=True, exist_ok=True)
+    (a.results / f"{name}.md").write_text(text)
+    (a.results / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {a.results / name}.md and .json", file=sys.stderr)
+    return 0 if result["identical"] else 1
+
+
 def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()}"
 
@@ -315,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory", action="store_true", help="fit peak RSS against stored deposits over --rows")
     p.add_argument("--ceiling", action="store_true",
                    help="the same commands with a ledger that applies nothing: the pipeline's own bound")
+    p.add_argument("--dialects", nargs="?", const="all", metavar="LIST",
+                   help="the same rows in each CSV dialect (comma list, default all), against clean")
     p.add_argument("--backend", default="local", help="comma list of --backend values: local,ray")
     p.add_argument("--name", help="results file name (default from the arguments)")
     p.add_argument("--data", type=Path, default=DATA, help="where generated inputs are kept (default profiling/data)")
@@ -324,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     plot = _plotter() if a.plot else None  # before the run: a missing matplotlib fails at once
     argv = sys.argv[1:] if argv is None else argv
+    if a.dialects:
+        return dialects_main(a, argv)
     workers = a.workers.split(",")
     a.results.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M")

@@ -2,7 +2,7 @@
 
 Usage::
 
-    shardpay generate ROWS OUT --seed S [--scenario NAME] [--clients N]
+    shardpay generate ROWS OUT --seed S [--scenario NAME] [--clients N] [--dialect NAME]
 
 ``ROWS`` is a count like ``2000000``, ``2M`` or ``200K``; ``OUT`` is a path or
 ``-`` for standard output. The same arguments always give the same bytes.
@@ -29,6 +29,25 @@ Scenarios:
   lines, bad types, out-of-range ids, bad amounts, trailing zero decimals,
   non-UTF-8 bytes, duplicate tx ids, wrong field counts, leading zeros.
 
+Dialects (``--dialect``) write the same rows in another CSV dialect: the
+same arguments but the dialect give the same transactions on the same lines,
+so shardpay's output, rejects and counts are the same for every dialect.
+
+* ``clean`` (default): ``withdrawal,32643,645,786.97``, LF.
+* ``crlf``: the same, each line ending in CRLF.
+* ``spaced``: a space after each comma, ``withdrawal, 32643, 645, 786.97``
+  (the header ``type, client, tx, amount``).
+* ``padded``: a space around every field, `` withdrawal , 32643 , 645 , 786.97 ``.
+* ``quoted``: every field in double quotes, ``"withdrawal","32643","645","786.97"``.
+* ``three-field``: disputes, resolves and chargebacks without the empty
+  amount, ``dispute,44288,651``.
+* ``mixed``: each row in its own dialect: plain, spaced, padded (spaces or
+  tabs), quoted or quoted and padded; LF or CRLF; a reference with or
+  without its empty amount. The choices come from their own random stream,
+  so the rows stay those of the other dialects.
+
+``messy`` rewrites rows its own way and takes only ``clean``.
+
 Speed: each batch draws its random numbers at once (``randbytes`` into
 arrays), looks up precomputed strings, runs one Python loop over the rows
 that need state (withdrawals and references), and formats the whole batch
@@ -48,9 +67,10 @@ import sys
 from array import array
 from typing import BinaryIO
 
-__all__ = ["SCENARIOS", "generate", "main", "parse_count"]
+__all__ = ["DIALECTS", "SCENARIOS", "dialect_text", "generate", "main", "parse_count"]
 
 SCENARIOS = ("uniform", "hot", "disputes", "sparse", "messy")
+DIALECTS = ("clean", "crlf", "spaced", "padded", "quoted", "three-field", "mixed")
 HEADER = b"type,client,tx,amount\n"
 
 # A row's role is chosen by a random u16 through a 65,536-entry table.
@@ -155,6 +175,7 @@ def generate(
     seed: int = 0,
     scenario: str = "uniform",
     clients: int = 65536,
+    dialect: str = "clean",
 ) -> None:
     """Write a header and ``rows`` data rows to ``out``.
 
@@ -164,28 +185,35 @@ def generate(
         seed: any int; the same arguments always give the same bytes.
         scenario: one of SCENARIOS (see the module docstring).
         clients: how many distinct client ids, 1..65536 (ids 0..clients-1).
+        dialect: one of DIALECTS: the same rows, written in that CSV dialect.
 
     Raises:
-        ValueError: unknown scenario or clients out of range.
+        ValueError: unknown scenario or dialect, clients out of range, or
+            ``messy`` with a dialect other than ``clean``.
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}, got {scenario!r}")
     if not 1 <= clients <= 65536:
         raise ValueError(f"clients must be within 1..65536, got {clients}")
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}")
+    if scenario == "messy" and dialect != "clean":
+        raise ValueError("the messy scenario writes its own odd rows: use --dialect clean")
     # The pools hold ~100K tuples and every batch makes ~30K more; with the
     # cyclic collector on, its passes over them cost more than the rest.
     # Nothing here makes reference cycles.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        _generate(rows, out, seed, scenario, clients)
+        _generate(rows, out, seed, scenario, clients, dialect)
     finally:
         if collecting:
             gc.enable()
 
 
-def _generate(rows: int, out: BinaryIO, seed: int, scenario: str, clients: int) -> None:
+def _generate(rows: int, out: BinaryIO, seed: int, scenario: str, clients: int, dialect: str) -> None:
     rng = random.Random(seed)
+    styles = random.Random(f"dialect {seed}")  # mixed: its own stream, so the rows stay the same
     roles, prefixes, suffixes = _row_tables(rng, scenario)
     client_names = _client_table(rng, scenario, clients)
     deposits: list[tuple[str, int]] = []  # (client, tx) of recent deposits, not disputed
@@ -196,7 +224,7 @@ def _generate(rows: int, out: BinaryIO, seed: int, scenario: str, clients: int) 
     next_tx = 1
     batch = _FIRST_BATCH_ROWS
 
-    out.write(HEADER)
+    out.write(dialect_text(HEADER.decode(), dialect if dialect != "mixed" else "clean", styles).encode())
     while rows > 0:
         n = min(rows, batch)
         rows -= n
@@ -264,7 +292,50 @@ def _generate(rows: int, out: BinaryIO, seed: int, scenario: str, clients: int) 
         if messer is not None:
             out.write(messer.apply(text).encode("utf-8", "surrogateescape"))
         else:
-            out.write(text.encode("ascii"))
+            out.write(dialect_text(text, dialect, styles).encode("ascii"))
+
+
+def dialect_text(text: str, dialect: str, rng: random.Random | None = None) -> str:
+    """Whole clean lines (``a,b,c,d`` or ``a,b,c,`` and LF each) rewritten in ``dialect``
+    (see the module docstring); ``rng`` picks each row's dialect for ``mixed``."""
+    if dialect == "clean" or not text:
+        return text
+    if dialect == "crlf":
+        return text.replace("\n", "\r\n")
+    if dialect == "spaced":
+        return text.replace(",", ", ")
+    if dialect == "padded":
+        return " " + text[:-1].replace(",", " , ").replace("\n", " \n ") + " \n"
+    if dialect == "quoted":
+        return '"' + text[:-1].replace(",", '","').replace("\n", '"\n"') + '"\n'
+    if dialect == "three-field":
+        return text.replace(",\n", "\n")  # only reference rows end in an empty amount
+    if dialect == "mixed":
+        return _mixed(text, rng or random.Random(0))
+    raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}, got {dialect!r}")
+
+
+# mixed: a row's field style, then its line end and (for a reference) its field count
+_STYLES = (
+    lambda line: line,
+    lambda line: line.replace(",", ", "),
+    lambda line: " " + line.replace(",", " , ") + " ",
+    lambda line: "\t" + line.replace(",", "\t,\t") + " \t",
+    lambda line: '"' + line.replace(",", '","') + '"',
+    lambda line: ' "' + line.replace(",", '" , "') + '" ',
+)
+
+
+def _mixed(text: str, rng: random.Random) -> str:
+    lines = text.split("\n")
+    lines.pop()
+    picks = rng.randbytes(len(lines))
+    out = []
+    for line, pick in zip(lines, picks):
+        if pick & 0x40 and line[-1] == ",":
+            line = line[:-1]  # a reference of three fields
+        out.append(_STYLES[pick % 6](line) + ("\r\n" if pick & 0x80 else "\n"))
+    return "".join(out)
 
 
 class _Messer:
@@ -372,13 +443,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenario", choices=SCENARIOS, default="uniform")
     parser.add_argument("--clients", type=int, default=65536, help="distinct clients, 1..65536")
+    parser.add_argument("--dialect", choices=DIALECTS, default="clean", help="the same rows in this CSV dialect")
     args = parser.parse_args(argv)
+    if args.scenario == "messy" and args.dialect != "clean":
+        parser.error("--scenario messy writes its own odd rows: use --dialect clean")
     if args.out == "-":
-        generate(args.rows, sys.stdout.buffer, args.seed, args.scenario, args.clients)
+        generate(args.rows, sys.stdout.buffer, args.seed, args.scenario, args.clients, args.dialect)
         sys.stdout.buffer.flush()
     else:
         with open(args.out, "wb") as f:
-            generate(args.rows, f, args.seed, args.scenario, args.clients)
+            generate(args.rows, f, args.seed, args.scenario, args.clients, args.dialect)
     return 0
 
 

@@ -7,9 +7,12 @@ lines of raw binary, invalid UTF-8, and whole files of arbitrary bytes. Two
 properties:
 
 * the decoder: :func:`shardpay.decode.decode_chunk` (the msgspec fast path,
-  falling back line by line) gives exactly what :func:`shardpay.decode.decode_line`
+  the exact path for the lines the normaliser leaves alone), under each
+  normaliser twin, gives exactly what :func:`shardpay.decode.decode_line`
   (the exact path) gives for each line: the same rows on the same lines,
-  the same rejects with the same details;
+  the same rejects with the same details; also on chunks that mix the
+  common CSV dialects row by row with damaged rows
+  (:func:`shardpay.testing.strategies.dialect_blocks`);
 * the whole engine: :func:`shardpay.engine.run` with real processes and
   rings gives the output and every ``(line, reason)`` of
   :func:`shardpay.testing.model.run`, or a fatal header error exactly when the model
@@ -26,6 +29,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +39,8 @@ from shardpay.decode import decode_chunk, decode_line
 from shardpay.rejects import Reject
 from shardpay.errors import InputError
 from shardpay.testing import strategies
+from shardpay.testing.strategies import dialect_blocks
+from tests.normalize_twins import TWINS, using
 
 TYPES = ("deposit", "withdrawal", "dispute", "resolve", "chargeback")
 NUMBERS = ("0", "00", "007", "1", "65535", "65536", "4294967295", "4294967296", "1.0", "1e3", "1E3", "-1",
@@ -78,15 +84,30 @@ LINE = st.one_of(
 """One line's bytes, without its LF."""
 
 
+def _lines_of(block: bytes) -> list[bytes]:
+    return block.split(b"\n")[:-1]
+
+
+BLOCKS = st.one_of(
+    st.lists(LINE, max_size=40).map(lambda lines: b"".join(line + b"\n" for line in lines)),
+    dialect_blocks(40),
+    st.lists(st.one_of(LINE, dialect_blocks(3)), max_size=20).map(
+        lambda parts: b"".join(p if p.endswith(b"\n") else p + b"\n" for p in parts)),
+)
+"""Chunks of whole lines: fuzzed rows, dialect mixes with damage, both."""
+
+
+@pytest.mark.parametrize("normalize", TWINS)
 @settings(max_examples=settings().max_examples * 5)  # pure function: ~2 ms an example
-@given(lines=st.lists(LINE, max_size=40), first=st.integers(1, 10**9))
-@example(lines=[b"deposit,1,1,1", b"deposit,1,2,0", b"deposit,1,3,1"], first=2)
-@example(lines=[b"deposit,1,1,1\x00", b"\xff\xfe", b'deposit,1,2,"1'], first=2)
-def test_decode_chunk_equals_the_exact_path_line_by_line(lines, first):
-    block = b"".join(line + b"\n" for line in lines)
-    lines_, rows, rejects = decode_chunk(block, first)
+@given(block=BLOCKS, first=st.integers(1, 10**9))
+@example(block=b"deposit,1,1,1\ndeposit,1,2,0\ndeposit,1,3,1\n", first=2)
+@example(block=b"deposit,1,1,1\x00\n\xff\xfe\ndeposit,1,2,\"1\n", first=2)
+@example(block=b' "withdrawal" , 007,\t"8"\t, .5\r\ndispute,1,1\n\x0b\ndispute,1,1,"a""b"\n', first=2)
+def test_decode_chunk_equals_the_exact_path_line_by_line(normalize, block, first):
+    with using(normalize):
+        lines_, rows, rejects = decode_chunk(block, first)
     want_rows, want_rejects = [], []
-    for i, raw in enumerate(lines):
+    for i, raw in enumerate(_lines_of(block)):
         row = decode_line(raw, first + i)
         if isinstance(row, Reject):
             want_rejects.append(row)
@@ -103,10 +124,11 @@ HEADERS = st.sampled_from([
 FILES = st.one_of(
     st.tuples(HEADERS, st.lists(LINE, max_size=30), st.booleans()).map(
         lambda t: b"\n".join([t[0], *t[1]]) + (b"\n" if t[2] else b"")),
+    st.tuples(HEADERS, dialect_blocks(30)).map(lambda t: t[0] + b"\n" + t[1]),
     st.binary(max_size=300),
     st.tuples(HEADERS, st.binary(max_size=300)).map(lambda t: t[0] + b"\n" + t[1]),
 )
-"""Whole input files: a header (good or not) and fuzzed lines, or arbitrary bytes."""
+"""Whole input files: a header (good or not) and fuzzed lines or a dialect mix, or arbitrary bytes."""
 
 
 def _engine(data: bytes, workers: int) -> tuple[str, list[tuple[int, str]]] | None:

@@ -1,12 +1,26 @@
-"""The decoder: fast path and exact path agree, every invalid field is rejected."""
+"""The decoder: fast path and exact path agree, every invalid field is rejected.
 
-import msgspec
+The tests that go through :func:`decode_chunk` run under each normaliser twin
+(the ``normalize`` parameter, :mod:`tests.normalize_twins`).
+"""
+
+from unittest import mock
+
 import pytest
 
+import shardpay.decode as decode_mod
 from shardpay.codes import CHARGEBACK, DEPOSIT, DISPUTE, RESOLVE, WITHDRAWAL
-from shardpay.decode import _is_clean, decode_chunk, decode_line, parse_header
+from shardpay.decode import decode_chunk, decode_line, parse_header
 from shardpay.errors import InputError
 from shardpay.rejects import Reject
+from tests.normalize_twins import TWINS, using
+
+
+@pytest.fixture(params=TWINS, autouse=True)
+def normalize(request):
+    """Every test of this module, under each twin."""
+    with using(request.param):
+        yield request.param
 
 
 def rows_of(data: bytes, first_line: int = 2):
@@ -31,10 +45,11 @@ def exact_rows(data: bytes, first_line: int = 2):
 CLEAN = b"deposit,1,1,1.5\nwithdrawal,2,2,0.0001\ndispute,1,1,\nresolve,1,1,\nchargeback,3,4,\n"
 
 
-def test_clean_block_takes_fast_path_and_decodes_exactly():
-    assert _is_clean(CLEAN)
-    rows, rejects = rows_of(CLEAN)
-    assert rejects == []
+def test_clean_block_takes_fast_path_and_decodes_exactly(normalize):
+    assert normalize(CLEAN)[2] == 5
+    with mock.patch.object(decode_mod, "decode_line", wraps=decode_line) as exact:
+        rows, rejects = rows_of(CLEAN)
+    assert exact.call_count == 0 and rejects == []
     assert rows == [
         (2, DEPOSIT, 1, 1, 15000),
         (3, WITHDRAWAL, 2, 2, 1),
@@ -46,12 +61,15 @@ def test_clean_block_takes_fast_path_and_decodes_exactly():
 
 @pytest.mark.parametrize(
     "line",
-    [b"deposit, 1 ,1,1", b"deposit,1.0,1,1", b"deposit,1e3,1,1", b"deposit,1,1,1e3", b"deposit,1,1,1.23450",
-     b"dispute,1,1", b"deposit,1,1,1,5", b'"deposit",1,1,1', b"Deposit,1,1,1", b"deposit,1,1,-1",
-     b"deposit,1,1,1.00000000000000001", b"", b"deposit,1,1\xff,1", b"deposit,1,2.,1"],
+    [b"deposit,1.0,1,1", b"deposit,1e3,1,1", b"deposit,1,1,1e3", b"deposit,1,1,1 000", b"de posit,1,1,1",
+     b"deposit,1,1,1,5", b'"dep""osit",1,1,1', b"Deposit,1,1,1", b"deposit,1,1,-1", b"deposit,1,1,1.00000000000000001",
+     b"deposit,1,1\xff,1", b"deposit,1,2.,1", b'deposit,1,1,"1,5"', b"\xc2\xa0deposit,1,1,1"],
 )
-def test_guard_sends_risky_lines_to_exact_path(line):
-    assert not _is_clean(line + b"\n")
+def test_risky_lines_take_the_exact_path(line):
+    """The lines the fast path must not decode are decoded by the exact path, once each."""
+    with mock.patch.object(decode_mod, "decode_line", wraps=decode_line) as exact:
+        assert rows_of(b"deposit,1,1,1\n" + line + b"\n", 2) == exact_rows(b"deposit,1,1,1\n" + line + b"\n", 2)
+    assert [c.args[0] for c in exact.call_args_list] == [line]
 
 
 ODD = [
@@ -65,6 +83,8 @@ ODD = [
     (b"withdrawal,1,1,1.23450", (WITHDRAWAL, 1, 1, 12345)),
     (b"withdrawal,1,1,922337203685477.5807", (WITHDRAWAL, 1, 1, 2**63 - 1)),
     (b"deposit,1,1,900719925474.0993", (DEPOSIT, 1, 1, 9007199254740993)),
+    (b'dispute,1,7,"a""b"', (DISPUTE, 1, 7, 0)),  # an escaped quote: the exact path
+    (b"deposit,1,1,1.5\x0b", (DEPOSIT, 1, 1, 15000)),  # other whitespace: the exact path
 ]
 
 
@@ -128,47 +148,31 @@ def test_fast_and_exact_paths_agree_on_a_mixed_block():
 def test_block_with_one_out_of_range_row_in_the_middle():
     good = b"deposit,1,%d,1.5\n"
     block = b"".join(good % i for i in range(500)) + b"deposit,70000,9,1\n" + b"".join(good % i for i in range(500, 900))
-    assert _is_clean(block)
     rows, rejects = rows_of(block, 2)
     assert len(rows) == 900 and rejects[0][0] == 502
     assert [r[0] for r in rows] == list(range(2, 502)) + list(range(503, 903))
 
 
-def test_many_refused_lines_in_one_chunk_decode_in_spans(monkeypatch):
-    """Guard-clean lines msgspec refuses, spread over a chunk: after the first
-    refusal the rest decodes in short spans; every line still comes out as the
-    exact path has it, and no line is decoded by msgspec more than twice."""
-    import shardpay.decode as decode_mod
+def test_valid_rows_of_the_exact_path_merge_in_line_order():
+    """Rows the normaliser leaves alone but that are valid come back between the fast rows."""
+    lines = [b"deposit,1,%d,1" % i if i % 7 else b'dispute,1,%d,"a""b"' % i for i in range(1, 60)]
+    lines[10:10] = [b"", b"\xc2\xa0", b"deposit,1,1,x"]
+    block = b"\n".join(lines) + b"\n"
+    assert rows_of(block, 5) == exact_rows(block, 5)
 
-    bad = [b"deposits,1,%d,1", b"deposit,70000,%d,1", b"deposit,007,%d,1", b"withdrawal,1,%d,0"]
-    lines = []
-    for i in range(700):
-        if i % 37 in (5, 6) or i == 699:  # pairs of refusals, and one at the very end
-            lines.append(bad[i % 4] % i)
-        elif i % 53 == 0:
-            lines.append(b"deposit, 1,%d,1" % i)  # odd for the guard: exact path from the start
-        else:
-            lines.append(b"deposit,%d,%d,%d.25" % (i % 9, i, i))
-    data = b"\n".join(lines) + b"\n"
-    calls = []
-    real = decode_mod._FAST_DECODER
 
-    class Counting:  # rows msgspec went through: all of a call's, or those before the refused one
-        def decode(self, buf):
-            try:
-                rows = real.decode(buf)
-            except msgspec.ValidationError as err:
-                calls.append(int(decode_mod._ERR_INDEX.search(str(err)).group(1)))
-                raise
-            calls.append(len(rows))
-            return rows
+def test_json_msgspec_refuses_sends_the_whole_chunk_to_the_exact_path(monkeypatch, normalize):
+    """Never by design: the normaliser checks what msgspec checks. Should they disagree,
+    the chunk is decoded by the reference path rather than trusted."""
+    block = b"deposit,1,1,1\ndeposit,70000,2,1\n\ndeposit,1,3,x\n"
 
-    monkeypatch.setattr(decode_mod, "_FAST_DECODER", Counting())
-    assert rows_of(data) == exact_rows(data)
-    fast_lines = sum(1 for i in range(700) if i % 53 != 0 or i % 37 in (5, 6) or i == 699)
-    assert sum(calls) <= 2 * fast_lines
-    assert max(calls[1:]) <= decode_mod.SPAN_AFTER_REFUSAL  # spans after the first refusal
-    assert len(calls) > 700 // decode_mod.SPAN_AFTER_REFUSAL
+    def vouches_too_much(data):
+        assert data == block
+        return b'[["deposit",1,1,10000],["deposit",70000,2,10000]]', bytes([1, 1, 0, 2]), 2
+
+    monkeypatch.setattr(decode_mod, "normalize", vouches_too_much)
+    assert rows_of(block, 2) == exact_rows(block, 2)
+    assert rows_of(block, 2)[1][0][0] == 3  # the out-of-range client: rejected
 
 
 @pytest.mark.parametrize("header, has_amount", [(b"type,client,tx,amount", True), (b" Type , CLIENT,tx , Amount", True),
@@ -190,3 +194,23 @@ def test_huge_numbers_with_leading_zeros():
     assert rejects[0][0] == 3 and "tx '999" in rejects[0][1] and len(rejects[0][1]) < 100
 
 
+
+
+def test_the_reused_csv_reader_starts_each_line_afresh():
+    """The exact path keeps one csv reader a thread: a quote left open on one line
+    must not run on into the next."""
+    bad, good = b'deposit,1,1,"1.5', b'deposit,"1","2", "2.5" '
+    for _ in range(3):
+        assert decode_line(bad, 2).detail == "malformed quoting: unexpected end of data"
+        row = decode_line(good, 3)
+        assert (row.kind, row.client, row.tx, row.amount) == (DEPOSIT, 1, 2, 25000)
+
+
+def test_quoted_lines_decode_alike_in_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    lines = [b'deposit,"%d","%d","1.5"' % (i, i) if i % 3 else b'deposit,%d,"%d' % (i, i) for i in range(3000)]
+    want = [decode_line(line, 1) for line in lines]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda part: [decode_line(line, 1) for line in part], [lines] * 8))
+    assert all(g == want for g in got)

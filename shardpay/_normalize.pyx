@@ -1,0 +1,360 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""CSV rows in the common dialects -> canonical JSON for the msgspec fast path (compiled).
+
+The compiled twin of :mod:`shardpay._normalize_py`: same interface, same
+output bytes for every input (a property test compares them). Picked by
+:mod:`shardpay.decode` unless it failed to build or ``SHARDPAY_NORMALIZE=python``.
+The grammar a line must follow to be vouched for, and the output, are in
+:mod:`shardpay._normalize_py`'s docstring. This module reads each line once,
+field by field, each field with its own grammar (type letters, id digits,
+amount digits and point, the ignored amount's text), writing the JSON as it
+goes and dropping the row at the first byte that does not fit; the LF that
+ends every line stops every scan, so no scan needs a bounds check.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Realloc
+from libc.stdint cimport uint64_t
+from libc.string cimport memchr, memcmp, memcpy
+
+__all__ = ["normalize"]
+
+cdef enum:
+    EMPTY = 0  # marks: an empty line
+    FAST = 1  # a row in the JSON
+    EXACT = 2  # a line for the exact path
+
+# Byte classes, one table lookup a byte.
+cdef enum:
+    C_OTHER = 0  # control (LF included), DEL, non-ASCII: the line takes the exact path
+    C_WS = 1  # space, tab, CR: whitespace around a field
+    C_TEXT = 2  # any other printable ASCII byte
+cdef unsigned char CLASS[256]
+cdef int _b
+for _b in range(256):
+    CLASS[_b] = C_OTHER
+for _b in range(0x21, 0x7F):
+    CLASS[_b] = C_TEXT
+CLASS[0x20] = C_WS
+CLASS[0x09] = C_WS
+CLASS[0x0D] = C_WS
+
+# Type names as the JSON writes them (the msgspec tags), by kind code.
+cdef const char* KIND_NAME[5]
+KIND_NAME[0] = b"deposit"
+KIND_NAME[1] = b"withdrawal"
+KIND_NAME[2] = b"dispute"
+KIND_NAME[3] = b"resolve"
+KIND_NAME[4] = b"chargeback"
+cdef Py_ssize_t KIND_LEN[5]
+KIND_LEN[:] = [7, 10, 7, 7, 10]
+
+cdef uint64_t MAX_UNITS = 9223372036854775807ULL
+
+ctypedef const unsigned char* cursor
+
+
+cdef struct At:
+    cursor p  # where reading goes on (NULL: the line takes the exact path)
+    unsigned char* w  # where writing goes on
+
+
+cdef inline bint is_digit(unsigned char c) noexcept nogil:
+    return <unsigned char>(c - 48) < 10
+
+
+cdef inline cursor skip_ws(cursor p) noexcept nogil:
+    while CLASS[p[0]] == C_WS:
+        p += 1
+    return p
+
+
+cdef inline cursor close_field(cursor p, bint quoted) noexcept nogil:
+    """Skip the whitespace after a field's content, its closing quote and the whitespace
+    after that: the cursor is then on the separator (NULL: no closing quote)."""
+    p = skip_ws(p)
+    if quoted:
+        if p[0] != 34:
+            return NULL
+        p = skip_ws(p + 1)
+    return p
+
+
+cdef inline int kind_of(cursor s, Py_ssize_t n) noexcept nogil:
+    """The kind code of the name ``s[:n]`` (0..4), or -1."""
+    if n == 7:
+        if s[0] == 100:  # d
+            if memcmp(s, b"deposit", 7) == 0:
+                return 0
+            if memcmp(s, b"dispute", 7) == 0:
+                return 2
+        elif memcmp(s, b"resolve", 7) == 0:
+            return 3
+    elif n == 10:
+        if memcmp(s, b"withdrawal", 10) == 0:
+            return 1
+        if memcmp(s, b"chargeback", 10) == 0:
+            return 4
+    return -1
+
+
+cdef inline At plain_id(cursor p, unsigned char* w, uint64_t limit, Py_ssize_t width) noexcept nogil:
+    """Read an id's digits at ``p`` (leading zeros allowed) and write its canonical
+    digits at ``w``; ``.p`` NULL if there is no digit or it is above ``limit``."""
+    cdef At at
+    cdef cursor z = p
+    cdef uint64_t value = 0
+    cdef Py_ssize_t n = 0
+    cdef unsigned char c
+    at.p = NULL
+    while p[0] == 48:
+        p += 1
+    c = p[0]
+    while is_digit(c):
+        if n == width:
+            return at
+        value = value * 10 + (c - 48)
+        w[n] = c
+        n += 1
+        p += 1
+        c = p[0]
+    if n == 0:
+        if p == z:
+            return at  # no digit at all
+        w[0] = 48
+        n = 1
+    elif value > limit:
+        return at
+    at.p = p
+    at.w = w + n
+    return at
+
+
+cdef inline At amount(cursor p, unsigned char* w) noexcept nogil:
+    """Read an amount at ``p`` (``1``, ``1.5``, ``.5``, ``5.``, ``007.50000``) and write
+    its count of 1/10,000 units in decimal at ``w``; ``.p`` NULL if it is not an exact
+    amount in 1..MAX_UNITS (the exact path says why)."""
+    cdef At at
+    cdef cursor z = p
+    cdef uint64_t units = 0
+    cdef Py_ssize_t n = 0, decimals = 0
+    cdef unsigned char c
+    at.p = NULL
+    while p[0] == 48:
+        p += 1
+    c = p[0]
+    while is_digit(c):  # the whole part, leading zeros gone
+        if n == 15:
+            return at
+        units = units * 10 + (c - 48)
+        w[n] = c
+        n += 1
+        p += 1
+        c = p[0]
+    if c == 46:  # '.'
+        p += 1
+        c = p[0]
+        while is_digit(c) and decimals < 4:
+            units = units * 10 + (c - 48)
+            if n or c != 48:  # no leading zeros when the whole part is 0
+                w[n] = c
+                n += 1
+            decimals += 1
+            p += 1
+            c = p[0]
+        while c == 48:  # zeros past the fourth decimal
+            p += 1
+            c = p[0]
+        if is_digit(c) or p - z == 1:
+            return at  # a non-zero digit past the fourth decimal, or '.' alone
+    elif p == z:
+        return at  # no digit
+    while decimals < 4:
+        units *= 10
+        if n:
+            w[n] = 48
+            n += 1
+        decimals += 1
+    if units == 0 or units > MAX_UNITS:
+        return at
+    at.p = p
+    at.w = w + n
+    return at
+
+
+cdef inline cursor ignored(cursor p) noexcept nogil:
+    """Skip a reference's ignored amount field: any printable ASCII text, unquoted with
+    no quote, or wholly quoted; the cursor ends on the LF (NULL: the exact path)."""
+    cdef bint quoted
+    cdef unsigned char c
+    p = skip_ws(p)
+    quoted = p[0] == 34
+    if quoted:
+        p += 1
+    while True:
+        c = p[0]
+        if c == 34:
+            if not quoted:
+                return NULL  # a quote inside an unquoted field is data
+            break
+        if c == 44 or CLASS[c] == C_OTHER:  # a fifth field, or the LF
+            break
+        p += 1
+    if quoted:
+        if c != 34:
+            return NULL  # a comma inside quotes, or an open quote
+        p = skip_ws(p + 1)
+    return p
+
+
+cdef inline Py_ssize_t row_json(cursor p, unsigned char* w, cursor* eol) noexcept nogil:
+    """Write the JSON row of the line at ``p`` at ``w``: its length, and the line's LF
+    at ``*eol``; -1 for the exact path."""
+    cdef unsigned char* w0 = w
+    cdef cursor s
+    cdef bint quoted
+    cdef int kind
+    cdef At at
+    # type
+    p = skip_ws(p)
+    quoted = p[0] == 34
+    if quoted:
+        p = skip_ws(p + 1)
+    s = p
+    while <unsigned char>(p[0] - 97) < 26:  # a-z
+        p += 1
+    kind = kind_of(s, p - s)
+    if kind < 0:
+        return -1
+    p = close_field(p, quoted)
+    if p == NULL or p[0] != 44:
+        return -1
+    w[0] = 91  # '['
+    w[1] = 34  # '"'
+    memcpy(w + 2, KIND_NAME[kind], KIND_LEN[kind])
+    w += 2 + KIND_LEN[kind]
+    w[0] = 34
+    w[1] = 44
+    # client
+    p = skip_ws(p + 1)
+    quoted = p[0] == 34
+    if quoted:
+        p = skip_ws(p + 1)
+    at = plain_id(p, w + 2, 65535, 5)
+    if at.p == NULL:
+        return -1
+    w = at.w
+    p = close_field(at.p, quoted)
+    if p == NULL or p[0] != 44:
+        return -1
+    w[0] = 44
+    # tx
+    p = skip_ws(p + 1)
+    quoted = p[0] == 34
+    if quoted:
+        p = skip_ws(p + 1)
+    at = plain_id(p, w + 1, 4294967295, 10)
+    if at.p == NULL:
+        return -1
+    w = at.w
+    p = close_field(at.p, quoted)
+    if p == NULL:
+        return -1
+    # amount
+    if kind <= 1:  # deposit, withdrawal: four fields
+        if p[0] != 44:
+            return -1
+        w[0] = 44
+        p = skip_ws(p + 1)
+        quoted = p[0] == 34
+        if quoted:
+            p = skip_ws(p + 1)
+        at = amount(p, w + 1)
+        if at.p == NULL:
+            return -1
+        w = at.w
+        p = close_field(at.p, quoted)
+        if p == NULL:
+            return -1
+    elif p[0] == 44:  # a reference's ignored amount (or three fields)
+        p = ignored(p + 1)
+        if p == NULL:
+            return -1
+    if p[0] != 10:
+        return -1
+    eol[0] = p
+    w[0] = 93  # ']'
+    return w + 1 - w0
+
+
+cdef unsigned char* _buf = NULL
+cdef Py_ssize_t _cap = 0
+"""The JSON is written here, then copied into a bytes object; kept between calls
+(the GIL is held throughout: one call at a time)."""
+
+
+def normalize(bytes block):
+    """Rewrite whole CSV lines into one JSON array of canonical rows; see :mod:`shardpay._normalize_py`.
+
+    Args:
+        block: data lines, each ending in LF (CR before it allowed), no header.
+
+    Returns:
+        ``(json, marks, fast)``: the JSON text of every line the fast path
+        takes, in line order; one byte a line (0 empty, 1 in the JSON, 2 the
+        exact path); and how many lines are in the JSON.
+
+    Raises:
+        ValueError: ``block`` is not empty and does not end in LF.
+    """
+    global _buf, _cap
+    cdef Py_ssize_t size = PyBytes_GET_SIZE(block)
+    cdef cursor p = <cursor> PyBytes_AS_STRING(block)
+    cdef cursor stop = p + size
+    cdef cursor q
+    cdef Py_ssize_t fast = 0, n, need
+    cdef unsigned char mark
+    cdef unsigned char* w
+    cdef unsigned char* m
+    cdef unsigned char* m0
+    cdef void* grown
+    if size and p[size - 1] != 10:
+        raise ValueError("the block must end in LF")
+    # The JSON first: a fast line of L bytes (LF included, L >= 12) becomes at most
+    # L + 9 bytes of JSON with its comma, so 2 * size + 2 bytes always hold the
+    # array (and the few bytes a row writes past its end before it is dropped).
+    # Then the marks, one byte a line.
+    need = 3 * size + 16
+    if need > _cap:
+        grown = PyMem_Realloc(_buf, need)
+        if grown == NULL:
+            raise MemoryError()
+        _buf, _cap = <unsigned char*> grown, need
+    m0 = m = _buf + 2 * size + 16
+    w = _buf
+    w[0] = 91  # '['
+    w += 1
+    while p < stop:
+        q = skip_ws(p)
+        if q[0] == 10:
+            mark = EMPTY
+            p = q + 1
+        else:
+            n = row_json(p, w, &q)
+            if n >= 0:
+                w += n
+                w[0] = 44  # ','
+                w += 1
+                fast += 1
+                mark = FAST
+                p = q + 1
+            else:
+                mark = EXACT
+                p = <cursor> memchr(q, 10, stop - q) + 1
+        m[0] = mark
+        m += 1
+    if fast:
+        w -= 1  # the last row's comma
+    w[0] = 93  # ']'
+    w += 1
+    return PyBytes_FromStringAndSize(<char*> _buf, w - _buf), PyBytes_FromStringAndSize(<char*> m0, m - m0), fast
