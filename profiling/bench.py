@@ -411,7 +411,7 @@ def dialects_main(a: argparse.Namespace, argv: list[str]) -> int:
     md = [f"## bench {' '.join(argv)}", "", f"{stamp}, {report['machine']}", "",
           f"### every dialect against clean, {scenario}, {rows:,} rows, `shardpay FILE` ({workers} workers, "
           f"the default); median of {a.repeat} rounds, every dialect once a round", "",
-          "| dialect | example row | wall s | x clean | rows/s | reader decode rows/s | reference s |",
+          "| dialect | example row | wall s | x clean | rows/s | decoders' decode rows/s | reference s |",
           "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for q in result["dialects"]:
         ref = f"{q['reference_wall_median_s']:.2f}" if q["reference_wall_median_s"] else "-"
