@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""CSV rows in the common dialects -> canonical JSON for the msgspec fast path (compiled).
+"""CSV rows in the common dialects -> canonical JSON columns for the msgspec fast path (compiled).
 
 The compiled twin of :mod:`shardpay._normalize_py`: same interface, same
 output bytes for every input (a property test compares them). Picked by
@@ -7,9 +7,10 @@ output bytes for every input (a property test compares them). Picked by
 The grammar a line must follow to be vouched for, and the output, are in
 :mod:`shardpay._normalize_py`'s docstring. This module reads each line once,
 field by field, each field with its own grammar (type letters, id digits,
-amount digits and point, the ignored amount's text), writing the JSON as it
-goes and dropping the row at the first byte that does not fit; the LF that
-ends every line stops every scan, so no scan needs a bounds check.
+amount digits and point, the ignored amount's text), appending each field to
+its column as it goes and dropping the row at the first byte that does not
+fit; the LF that ends every line stops every scan, so no scan needs a bounds
+check.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -39,16 +40,6 @@ CLASS[0x20] = C_WS
 CLASS[0x09] = C_WS
 CLASS[0x0D] = C_WS
 
-# Type names as the JSON writes them (the msgspec tags), by kind code.
-cdef const char* KIND_NAME[5]
-KIND_NAME[0] = b"deposit"
-KIND_NAME[1] = b"withdrawal"
-KIND_NAME[2] = b"dispute"
-KIND_NAME[3] = b"resolve"
-KIND_NAME[4] = b"chargeback"
-cdef Py_ssize_t KIND_LEN[5]
-KIND_LEN[:] = [7, 10, 7, 7, 10]
-
 cdef uint64_t MAX_UNITS = 9223372036854775807ULL
 
 ctypedef const unsigned char* cursor
@@ -57,6 +48,23 @@ ctypedef const unsigned char* cursor
 cdef struct At:
     cursor p  # where reading goes on (NULL: the line takes the exact path)
     unsigned char* w  # where writing goes on
+
+
+cdef struct Columns:
+    unsigned char* kind  # where each column's next field goes
+    unsigned char* client
+    unsigned char* tx
+    unsigned char* units
+
+
+cdef enum:
+    # The most bytes a row adds to each column, its comma included.
+    KIND_BYTES = 2
+    CLIENT_BYTES = 6
+    TX_BYTES = 11
+    UNITS_BYTES = 20
+    ROW_BYTES = KIND_BYTES + CLIENT_BYTES + TX_BYTES + UNITS_BYTES
+    SHORTEST_ROW = 12  # "dispute,1,1\n": no vouched line is shorter
 
 
 cdef inline bint is_digit(unsigned char c) noexcept nogil:
@@ -207,10 +215,10 @@ cdef inline cursor ignored(cursor p) noexcept nogil:
     return p
 
 
-cdef inline Py_ssize_t row_json(cursor p, unsigned char* w, cursor* eol) noexcept nogil:
-    """Write the JSON row of the line at ``p`` at ``w``: its length, and the line's LF
-    at ``*eol``; -1 for the exact path."""
-    cdef unsigned char* w0 = w
+cdef inline bint row_columns(cursor p, Columns* out, cursor* eol) noexcept nogil:
+    """Append the fields of the line at ``p`` to the columns at ``out`` (each field
+    followed by a comma) and put the line's LF at ``*eol``; False for the exact
+    path, when part of the row may be written: the caller puts ``out`` back."""
     cdef cursor s
     cdef bint quoted
     cdef int kind
@@ -225,82 +233,88 @@ cdef inline Py_ssize_t row_json(cursor p, unsigned char* w, cursor* eol) noexcep
         p += 1
     kind = kind_of(s, p - s)
     if kind < 0:
-        return -1
+        return False
     p = close_field(p, quoted)
     if p == NULL or p[0] != 44:
-        return -1
-    w[0] = 91  # '['
-    w[1] = 34  # '"'
-    memcpy(w + 2, KIND_NAME[kind], KIND_LEN[kind])
-    w += 2 + KIND_LEN[kind]
-    w[0] = 34
-    w[1] = 44
+        return False
     # client
     p = skip_ws(p + 1)
     quoted = p[0] == 34
     if quoted:
         p = skip_ws(p + 1)
-    at = plain_id(p, w + 2, 65535, 5)
+    at = plain_id(p, out.client, 65535, 5)
     if at.p == NULL:
-        return -1
-    w = at.w
+        return False
     p = close_field(at.p, quoted)
     if p == NULL or p[0] != 44:
-        return -1
-    w[0] = 44
+        return False
+    at.w[0] = 44
+    out.client = at.w + 1
     # tx
     p = skip_ws(p + 1)
     quoted = p[0] == 34
     if quoted:
         p = skip_ws(p + 1)
-    at = plain_id(p, w + 1, 4294967295, 10)
+    at = plain_id(p, out.tx, 4294967295, 10)
     if at.p == NULL:
-        return -1
-    w = at.w
+        return False
     p = close_field(at.p, quoted)
     if p == NULL:
-        return -1
+        return False
+    at.w[0] = 44
+    out.tx = at.w + 1
     # amount
     if kind <= 1:  # deposit, withdrawal: four fields
         if p[0] != 44:
-            return -1
-        w[0] = 44
+            return False
         p = skip_ws(p + 1)
         quoted = p[0] == 34
         if quoted:
             p = skip_ws(p + 1)
-        at = amount(p, w + 1)
+        at = amount(p, out.units)
         if at.p == NULL:
-            return -1
-        w = at.w
+            return False
         p = close_field(at.p, quoted)
         if p == NULL:
-            return -1
-    elif p[0] == 44:  # a reference's ignored amount (or three fields)
-        p = ignored(p + 1)
-        if p == NULL:
-            return -1
+            return False
+        at.w[0] = 44
+        out.units = at.w + 1
+    else:  # a reference: its amount is 0, its ignored amount field (or three fields) skipped
+        if p[0] == 44:
+            p = ignored(p + 1)
+            if p == NULL:
+                return False
+        out.units[0] = 48
+        out.units[1] = 44
+        out.units += 2
     if p[0] != 10:
-        return -1
+        return False
     eol[0] = p
-    w[0] = 93  # ']'
-    return w + 1 - w0
+    out.kind[0] = 48 + kind
+    out.kind[1] = 44
+    out.kind += 2
+    return True
 
 
 cdef unsigned char* _buf = NULL
 cdef Py_ssize_t _cap = 0
-"""The JSON is written here, then copied into a bytes object; kept between calls
-(the GIL is held throughout: one call at a time)."""
+"""The columns and the marks are written here, then copied into bytes objects; kept
+between calls (the GIL is held throughout: one call at a time)."""
+
+
+cdef inline unsigned char* put(unsigned char* w, const char* text, Py_ssize_t n) noexcept nogil:
+    memcpy(w, text, n)
+    return w + n
 
 
 def normalize(bytes block):
-    """Rewrite whole CSV lines into one JSON array of canonical rows; see :mod:`shardpay._normalize_py`.
+    """Rewrite whole CSV lines into canonical JSON columns; see :mod:`shardpay._normalize_py`.
 
     Args:
         block: data lines, each ending in LF (CR before it allowed), no header.
 
     Returns:
-        ``(json, marks, fast)``: the JSON text of every line the fast path
+        ``(json, marks, fast)``: the JSON columns of every line the fast path
         takes, in line order; one byte a line (0 empty, 1 in the JSON, 2 the
         exact path); and how many lines are in the JSON.
 
@@ -312,49 +326,58 @@ def normalize(bytes block):
     cdef cursor p = <cursor> PyBytes_AS_STRING(block)
     cdef cursor stop = p + size
     cdef cursor q
-    cdef Py_ssize_t fast = 0, n, need
-    cdef unsigned char mark
-    cdef unsigned char* w
+    cdef Py_ssize_t fast = 0, rows, need, n
     cdef unsigned char* m
     cdef unsigned char* m0
+    cdef unsigned char* w
     cdef void* grown
+    cdef Columns out, start, kept
     if size and p[size - 1] != 10:
         raise ValueError("the block must end in LF")
-    # The JSON first: a fast line of L bytes (LF included, L >= 12) becomes at most
-    # L + 9 bytes of JSON with its comma, so 2 * size + 2 bytes always hold the
-    # array (and the few bytes a row writes past its end before it is dropped).
-    # Then the marks, one byte a line.
-    need = 3 * size + 16
+    # Room for every vouched row (each at least SHORTEST_ROW bytes of the block) and
+    # the one being read when it is dropped, each column its widest; then the marks,
+    # one byte a line; then the JSON, as long as the columns with its brackets.
+    rows = size // SHORTEST_ROW + 2
+    need = 2 * rows * ROW_BYTES + size + 16
     if need > _cap:
         grown = PyMem_Realloc(_buf, need)
         if grown == NULL:
             raise MemoryError()
         _buf, _cap = <unsigned char*> grown, need
-    m0 = m = _buf + 2 * size + 16
-    w = _buf
-    w[0] = 91  # '['
-    w += 1
+    start.kind = _buf
+    start.client = start.kind + rows * KIND_BYTES
+    start.tx = start.client + rows * CLIENT_BYTES
+    start.units = start.tx + rows * TX_BYTES
+    m0 = m = start.units + rows * UNITS_BYTES
+    out = start
     while p < stop:
         q = skip_ws(p)
         if q[0] == 10:
-            mark = EMPTY
+            m[0] = EMPTY
             p = q + 1
         else:
-            n = row_json(p, w, &q)
-            if n >= 0:
-                w += n
-                w[0] = 44  # ','
-                w += 1
+            kept = out
+            if row_columns(p, &out, &q):
                 fast += 1
-                mark = FAST
+                m[0] = FAST
                 p = q + 1
             else:
-                mark = EXACT
+                out = kept
+                m[0] = EXACT
                 p = <cursor> memchr(q, 10, stop - q) + 1
-        m[0] = mark
         m += 1
-    if fast:
-        w -= 1  # the last row's comma
-    w[0] = 93  # ']'
-    w += 1
-    return PyBytes_FromStringAndSize(<char*> _buf, w - _buf), PyBytes_FromStringAndSize(<char*> m0, m - m0), fast
+    marks = PyBytes_FromStringAndSize(<char*> m0, m - m0)
+    if not fast:
+        return b"[[],[],[],[]]", marks, 0
+    # [[kinds],[clients],[txs],[units]]: each column without its last comma
+    w = m
+    w = put(w, b"[[", 2)
+    w = put(w, <char*> start.kind, out.kind - start.kind - 1)
+    w = put(w, b"],[", 3)
+    w = put(w, <char*> start.client, out.client - start.client - 1)
+    w = put(w, b"],[", 3)
+    w = put(w, <char*> start.tx, out.tx - start.tx - 1)
+    w = put(w, b"],[", 3)
+    w = put(w, <char*> start.units, out.units - start.units - 1)
+    w = put(w, b"]]", 2)
+    return PyBytes_FromStringAndSize(<char*> m, w - m), marks, fast

@@ -1,13 +1,13 @@
-"""CSV rows in the common dialects -> canonical JSON for the msgspec fast path (pure Python).
+"""CSV rows in the common dialects -> canonical JSON columns for the msgspec fast path (pure Python).
 
 The pure twin of the compiled :mod:`shardpay._normalize`: the same
 interface and the same output bytes for every input (a property test
 compares them); :mod:`shardpay.decode` uses it when the extension is
 missing or ``SHARDPAY_NORMALIZE=python``.
 
-:func:`normalize` reads a block of whole lines and writes one canonical JSON
-row for each line it can vouch for; every other line is marked for the
-exact path (:func:`shardpay.decode.decode_line`), which decides whether it
+:func:`normalize` reads a block of whole lines and writes the fields of each
+line it can vouch for into canonical JSON columns; every other line is
+marked for the exact path (:func:`shardpay.decode.decode_line`), which decides whether it
 is valid and says why not. A line is vouched for when it is a valid row
 (SPEC "Input") in this grammar:
 
@@ -29,12 +29,16 @@ is valid and says why not. A line is vouched for when it is a valid row
   amount is ignored, whatever printable text it holds (no quote inside it,
   no comma inside its quotes).
 
-A line of spaces, tabs and CRs only is empty. A vouched line becomes
-``["<type>",<client>,<tx>,<units>]``, or ``["<type>",<client>,<tx>]`` for a
-dispute, resolve or chargeback, with every number in plain decimal (no
-leading zero) and the amount in 1/10,000 units; the rows form one JSON
-array in line order. msgspec then decodes integers only: no string to
-convert, no float, nothing left to doubt.
+A line of spaces, tabs and CRs only is empty. The vouched lines, in line
+order, become four JSON arrays of integers, one a field::
+
+    [[<kind>,...],[<client>,...],[<tx>,...],[<units>,...]]
+
+``kind`` the kind code (:mod:`shardpay.codes`: 0 deposit .. 4 chargeback),
+``units`` the amount in 1/10,000 units (0 for a dispute, resolve or
+chargeback), every number in plain decimal (no leading zero). msgspec then
+decodes integers only, straight into one list a column: no string to
+convert, no float, no object a row, nothing left to doubt.
 
 Two ways to the same bytes: a block in the canonical dialect (the one
 ``shardpay generate`` writes: ``deposit,1,7,1.5``, LF or CRLF) is checked
@@ -46,6 +50,7 @@ and converted at C speed by ``bytes`` methods, a regex and msgspec itself
 from __future__ import annotations
 
 import re
+from operator import attrgetter
 from typing import Annotated, Union
 
 import msgspec
@@ -54,6 +59,10 @@ __all__ = ["EMPTY", "EXACT", "FAST", "normalize"]
 
 EMPTY, FAST, EXACT = 0, 1, 2
 """The marks, one a line: an empty line, a row in the JSON, a line for the exact path."""
+KIND_CODES = {b"deposit": b"0", b"withdrawal": b"1", b"dispute": b"2", b"resolve": b"3", b"chargeback": b"4"}
+"""A type name's kind code, as the JSON writes it (:mod:`shardpay.codes`)."""
+NO_ROWS = b"[[],[],[],[]]"
+"""The JSON of a block with no vouched line."""
 
 MAX_UNITS = 2**63 - 1
 _MAX_UNITS_TEXT = b"%d" % MAX_UNITS
@@ -67,7 +76,7 @@ def normalize(block: bytes) -> tuple[bytes, bytes, int]:
         block: data lines, each ending in LF (CR before it allowed), no header.
 
     Returns:
-        ``(json, marks, fast)``: the JSON text of every line the fast path
+        ``(json, marks, fast)``: the JSON columns of every line the fast path
         takes, in line order; one byte a line (:data:`EMPTY`, :data:`FAST`:
         in the JSON, :data:`EXACT`: the exact path); and how many lines are
         in the JSON.
@@ -76,7 +85,7 @@ def normalize(block: bytes) -> tuple[bytes, bytes, int]:
         ValueError: ``block`` is not empty and does not end in LF.
     """
     if not block:
-        return b"[]", b"", 0
+        return NO_ROWS, b"", 0
     if block[-1] != 10:
         raise ValueError("the block must end in LF")
     js = _canonical(block)
@@ -111,22 +120,22 @@ _LINE = re.compile(
     + _field("c2", _ID % (b"c2", 5)) + b"," + _field("t2", _ID % (b"t2", 10))
     + rb'(?:,' + _WS + rb'(?:"' + _TEXT + rb'*"' + _WS + b"|" + _TEXT + rb"*))?"
 )
-"""A line the fast path may take, up to the value checks :func:`_row_json` makes
+"""A line the fast path may take, up to the value checks :func:`_row` makes
 (the id ranges, an amount of at least one unit and at most MAX_UNITS)."""
 _PAD = (b"0000", b"000", b"00", b"0", b"")
 """Zeros that make ``frac`` four decimals, by its length."""
 _BLANK = re.compile(rb"[ \t\r]*")
 
 
-def _row_json(raw: bytes) -> bytes | None:
-    """The JSON row of one line (no LF), or None for the exact path."""
+def _row(raw: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """The JSON fields ``(kind, client, tx, units)`` of one line (no LF), or None for the exact path."""
     m = _LINE.fullmatch(raw)
     if m is None:
         return None
     kind = m.group("money")
     if kind is None:
         kind, client, tx = m.group("ref", "c2", "t2")
-        units = None
+        units = b"0"
     else:
         client, tx, whole, frac = m.group("c1", "t1", "whole", "frac")
         frac = frac or b""
@@ -135,30 +144,30 @@ def _row_json(raw: bytes) -> bytes | None:
             return None  # zero (or no digit at all), or above MAX_UNITS
     if (len(client) == 5 and client > _MAX_CLIENT) or (len(tx) == 10 and tx > _MAX_TX):
         return None
-    if units is None:
-        return b'["%s",%s,%s]' % (kind, client, tx)
-    return b'["%s",%s,%s,%s]' % (kind, client, tx, units)
+    return KIND_CODES[kind], client, tx, units
 
 
 def _line_by_line(block: bytes) -> tuple[bytes, bytes, int]:
-    rows: list[bytes] = []
+    rows: list[tuple[bytes, bytes, bytes, bytes]] = []
     marks = bytearray()
     for raw in block.split(b"\n")[:-1]:
-        row = _row_json(raw)
+        row = _row(raw)
         if row is not None:
             rows.append(row)
             marks.append(FAST)
         else:
             marks.append(EMPTY if _BLANK.fullmatch(raw) else EXACT)
-    return b"[" + b",".join(rows) + b"]", bytes(marks), len(rows)
+    if not rows:
+        return NO_ROWS, bytes(marks), 0
+    return b"[[" + b"],[".join(b",".join(col) for col in zip(*rows)) + b"]]", bytes(marks), len(rows)
 
 
 # --- the canonical dialect at C speed --------------------------------------
 # A block in the canonical dialect is checked by a skeleton (one translate),
 # rewritten into msgspec's JSON with two bytes.replace passes, decoded by
 # msgspec with strict=False (a numeric string becomes an int; an amount with
-# "e4" appended comes out in 1/10,000 units) and encoded back: the result is
-# the JSON above, byte for byte, or the block goes line by line.
+# "e4" appended comes out in 1/10,000 units), and its columns encoded back:
+# the result is the JSON above, byte for byte, or the block goes line by line.
 
 _table = bytearray(b"?" * 256)
 for _b in b"e,.\n":
@@ -190,25 +199,30 @@ class _Reference(msgspec.Struct, array_like=True, gc=False):
 
 
 class _Deposit(_Money, tag="deposit"):
-    pass
+    kind = 0
 
 
 class _Withdrawal(_Money, tag="withdrawal"):
-    pass
+    kind = 1
 
 
 class _Dispute(_Reference, tag="dispute"):
-    pass
+    kind = 2
+    amount = 0
 
 
 class _Resolve(_Reference, tag="resolve"):
-    pass
+    kind = 3
+    amount = 0
 
 
 class _Chargeback(_Reference, tag="chargeback"):
-    pass
+    kind = 4
+    amount = 0
 
 
+_FIELDS = tuple(attrgetter(name) for name in ("kind", "client", "tx", "amount"))
+"""The columns of the JSON, read off each row."""
 _E4_DECODER = msgspec.json.Decoder(
     list[Union[_Deposit, _Withdrawal, _Dispute, _Resolve, _Chargeback]], strict=False
 )
@@ -241,8 +255,9 @@ def _canonical(block: bytes) -> bytes | None:
         rows = _E4_DECODER.decode(b'[["' + block[:-1].replace(b",", b'","').replace(b"\n", b'e4"],["') + b'e4"]]')
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    js = _ENCODER.encode(rows).replace(b',"e4"]', b"]")  # a reference's empty amount
-    return None if b'"]' in js else js  # a reference's amount held text: line by line
+    if b'"]' in _ENCODER.encode(rows).replace(b',"e4"]', b"]"):
+        return None  # a reference's amount held text: line by line
+    return _ENCODER.encode([list(map(field, rows)) for field in _FIELDS])
 
 
 def _all_rows(bare: bytes) -> bool:

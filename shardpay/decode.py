@@ -5,11 +5,12 @@ Two paths give the same result for every line:
 * **Fast path** (:func:`decode_chunk`): the normaliser (:func:`normalize`,
   compiled in :mod:`shardpay._normalize`, pure twin in
   :mod:`shardpay._normalize_py`) reads a chunk of whole lines once and
-  rewrites each line it can vouch for into one canonical JSON array, every
-  number an integer and the amount in 1/10,000 units; msgspec decodes the
-  array in one C call into row structs, with range checks::
+  writes the fields of each line it can vouch for into canonical JSON
+  columns, every number an integer (the kind as its code, the amount in
+  1/10,000 units); msgspec decodes them in one C call into one list a
+  column, with range checks: the columns of a frame, no object a row::
 
-      " deposit" , "007", 7 ,1.5\r\n  ->  ["deposit",7,7,15000]  ->  Deposit(client=7, tx=7, amount=15000)
+      " deposit" , "007", 7 ,1.5\r\n  ->  [[0],[7],[7],[15000]]  ->  Columns(kinds=b"\\x00", clients=[7], ...)
 
   It vouches for valid rows in every common dialect, mixed line by line:
   spaces and tabs around fields, fields wholly in double quotes, three-field
@@ -33,8 +34,9 @@ import os
 import re
 import threading
 from collections.abc import Sequence
-from itertools import chain, compress
-from typing import Annotated, ClassVar, Union
+from bisect import bisect_left
+from itertools import compress
+from typing import Annotated, ClassVar, NamedTuple, Union
 
 import msgspec
 
@@ -46,6 +48,7 @@ from .rejects import Reject
 __all__ = [
     "NORMALIZER",
     "Chargeback",
+    "Columns",
     "Deposit",
     "Dispute",
     "Resolve",
@@ -139,16 +142,36 @@ Row = Union[Deposit, Withdrawal, Dispute, Resolve, Chargeback]
 """A decoded, well-formed row. ``row.kind`` is its kind code."""
 _ROW_CLASSES = (Deposit, Withdrawal, Dispute, Resolve, Chargeback)
 
-_DECODER = msgspec.json.Decoder(list[Row])
-"""The normaliser's JSON -> row structs. Strict: integers only, and the ranges
-above checked once more (the normaliser already has)."""
+_Kind = Annotated[int, msgspec.Meta(ge=DEPOSIT, le=CHARGEBACK)]
+_Units = Annotated[int, msgspec.Meta(ge=0, le=MAX_UNITS)]
+_DECODER = msgspec.json.Decoder(tuple[list[_Kind], list[_Client], list[_Tx], list[_Units]])
+"""The normaliser's JSON columns -> four lists of ints. Strict: integers only, and
+the ranges checked once more (the normaliser already has; an amount of 0 is
+a reference's)."""
 
 _FAST_ONLY = bytes([0, 1, 0]) + bytes(253)
 _EXACT_ONLY = bytes([0, 0, 1]) + bytes(253)
 """``marks.translate`` tables: 1 where a line's mark is in the JSON (resp. for the exact path)."""
 
 
-def decode_chunk(block: bytes, first_line: int) -> tuple[Sequence[int], list, list[Reject]]:
+class Columns(NamedTuple):
+    """A chunk's well-formed rows as columns of equal length, in line order.
+
+    ``lines`` physical line numbers (a ``range`` or a list), ``kinds`` kind
+    codes (:mod:`shardpay.codes`; bytes or a bytearray), ``clients``,
+    ``txs``, ``amounts`` lists of ints, the amounts in 1/10,000 units (0 for
+    dispute, resolve and chargeback): the columns of a data frame
+    (:func:`shardpay.frames.pack_frame`).
+    """
+
+    lines: Sequence[int]
+    kinds: bytes | bytearray
+    clients: list[int]
+    txs: list[int]
+    amounts: list[int]
+
+
+def decode_chunk(block: bytes, first_line: int) -> tuple[Columns, list[Reject]]:
     """Decode whole lines of CSV data rows (SPEC "Input").
 
     Args:
@@ -157,10 +180,9 @@ def decode_chunk(block: bytes, first_line: int) -> tuple[Sequence[int], list, li
         first_line: the physical line number of the block's first line.
 
     Returns:
-        ``(lines, rows, rejects)``: the well-formed rows in line order with
-        their line numbers (``rows[i]`` is on line ``lines[i]``), and the
-        invalid rows as :class:`Reject` records (reason ``invalid_row``) in
-        line order. Empty lines are skipped.
+        ``(columns, rejects)``: the well-formed rows as :class:`Columns` in
+        line order, and the invalid rows as :class:`Reject` records (reason
+        ``invalid_row``) in line order. Empty lines are skipped.
 
     Raises:
         ValueError: ``block`` is not empty and does not end in LF.
@@ -168,43 +190,45 @@ def decode_chunk(block: bytes, first_line: int) -> tuple[Sequence[int], list, li
     js, marks, fast = normalize(block)
     n = len(marks)
     try:
-        rows = _DECODER.decode(js)
+        kinds, clients, txs, amounts = _DECODER.decode(js)
     except (msgspec.ValidationError, msgspec.DecodeError):
         # The normaliser vouched for a line msgspec refuses: never by design,
         # so the whole chunk takes the reference path rather than be trusted.
         return _decode_exactly(block, first_line)
     if fast == n:
-        return range(first_line, first_line + n), rows, []
-    lines: Sequence[int] = list(compress(range(first_line, first_line + n), marks.translate(_FAST_ONLY)))
+        return Columns(range(first_line, first_line + n), bytes(kinds), clients, txs, amounts), []
+    columns = Columns(list(compress(range(first_line, first_line + n), marks.translate(_FAST_ONLY))),
+                      bytearray(kinds), clients, txs, amounts)
     rejects: list[Reject] = []
-    extra: list[tuple[int, Row]] = []
     if fast + marks.count(0) < n:
         raws = block.split(b"\n")
         for i in compress(range(n), marks.translate(_EXACT_ONLY)):
             row = decode_line(raws[i], first_line + i)
-            if row is None:
-                continue
             if isinstance(row, Reject):
                 rejects.append(row)
-            else:
-                extra.append((first_line + i, row))
-    if extra:  # valid rows the normaliser left to the exact path: merge the two runs by line
-        merged = sorted(chain(zip(lines, rows), extra))
-        lines, rows = [line for line, _ in merged], [row for _, row in merged]
-    return lines, rows, rejects
+            elif row is not None:  # a valid row the normaliser left to the exact path: in its place
+                _insert(columns, first_line + i, row)
+    return columns, rejects
 
 
-def _decode_exactly(block: bytes, first_line: int) -> tuple[list[int], list, list[Reject]]:
-    """Every line of ``block`` through :func:`decode_line`: ``(lines, rows, rejects)``."""
-    lines, rows, rejects = [], [], []
+def _insert(columns: Columns, line: int, row: Row) -> None:
+    """Put ``row`` of ``line`` into ``columns`` (lists) where its line belongs."""
+    at = bisect_left(columns.lines, line)
+    for column, value in zip(columns, (line, row.kind, row.client, row.tx, row.amount)):
+        column.insert(at, value)  # type: ignore[union-attr]
+
+
+def _decode_exactly(block: bytes, first_line: int) -> tuple[Columns, list[Reject]]:
+    """Every line of ``block`` through :func:`decode_line`."""
+    columns = Columns([], bytearray(), [], [], [])
+    rejects: list[Reject] = []
     for i, raw in enumerate(block.split(b"\n")[:-1]):
         row = decode_line(raw, first_line + i)
         if isinstance(row, Reject):
             rejects.append(row)
         elif row is not None:
-            lines.append(first_line + i)
-            rows.append(row)
-    return lines, rows, rejects
+            _insert(columns, first_line + i, row)
+    return columns, rejects
 
 
 # Whitespace around a quoted field is ignored (SPEC): drop it before the csv module sees it.

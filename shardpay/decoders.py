@@ -15,7 +15,6 @@ file order.
 from __future__ import annotations
 
 import time
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from .decode import decode_chunk
@@ -34,9 +33,6 @@ if TYPE_CHECKING:
     from .ring import Ring
 
 __all__ = ["Decoder", "run_decoder"]
-
-_KIND, _CLIENT, _TX, _AMOUNT = (attrgetter(name) for name in ("kind", "client", "tx", "amount"))
-
 
 class Decoder:
     """One decoder's work and figures, whatever carries its messages.
@@ -64,11 +60,11 @@ class Decoder:
 
     def _chunk(self, first_line: int, block: bytes) -> bytes:
         t0 = time.perf_counter()
-        lines, rows, rejects = decode_chunk(block, first_line)
-        frame = pack_frame(lines, bytes(map(_KIND, rows)), map(_CLIENT, rows), map(_TX, rows), map(_AMOUNT, rows))
+        columns, rejects = decode_chunk(block, first_line)
+        frame = pack_frame(columns.lines, bytes(columns.kinds), columns.clients, columns.txs, columns.amounts)
         out = decoded_message(len(rejects), frame, rejects_batch(rejects) if rejects else b"")
         self.decode_seconds += time.perf_counter() - t0
-        self._count(len(rows) + len(rejects), len(rejects))
+        self._count(len(columns.kinds) + len(rejects), len(rejects))
         return out
 
     def _long_line(self, line: int, size: int, head: bytes) -> bytes:

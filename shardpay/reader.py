@@ -17,6 +17,9 @@ their layout); the session deals them out to the decoders.
 
 from __future__ import annotations
 
+import os
+import select
+import stat
 import time
 from collections.abc import Callable
 from typing import BinaryIO
@@ -39,6 +42,9 @@ BOM = b"\xef\xbb\xbf"
 """The UTF-8 byte-order mark, ignored at the very start of an input (SPEC "Input")."""
 LONG_LINE_HEAD = 40
 """Bytes of an overlong line kept for its reject record."""
+IDLE_SECONDS = 0.1
+"""How long :meth:`Reader.run` waits for a quiet pipe before it ticks (checks the
+engine's processes) and waits again."""
 
 
 class Reader:
@@ -156,14 +162,23 @@ class Reader:
         and :meth:`finish`.
 
         Args:
-            stream: the input, binary.
-            tick: called after every read; True ends the stream early (``--strict``).
+            stream: the input, binary. From a pipe or a socket (anything but a
+                regular file), it is read as the bytes arrive: unbuffered, a
+                read returns what is there.
+            tick: called after every read, and every :data:`IDLE_SECONDS`
+                while a pipe has nothing to read; True ends the stream early
+                (``--strict``). It may raise (a dead child process).
 
         Raises:
             InputError: the header is wrong (SPEC "Input"), or reading fails.
         """
+        waiting = _waiting(stream)
         try:
             while True:
+                if waiting is not None:
+                    while not waiting.poll(IDLE_SECONDS * 1000):
+                        if tick():
+                            return
                 t0 = time.perf_counter()
                 data = stream.read(self.chunk_bytes)
                 self.read_seconds += time.perf_counter() - t0
@@ -207,3 +222,17 @@ class Reader:
             pos = end + 1
             line += 1
         return b"", line
+
+
+def _waiting(stream: BinaryIO) -> select.poll | None:
+    """A poll of ``stream``'s descriptor for input, or None when reading it never
+    waits long (a regular file) or it has no descriptor."""
+    try:
+        fd = stream.fileno()
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+    except (OSError, AttributeError, ValueError):
+        return None
+    waiting = select.poll()
+    waiting.register(fd, select.POLLIN)
+    return waiting

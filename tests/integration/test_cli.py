@@ -176,14 +176,21 @@ def _big_input(path, rows=300_000):
     path.write_text("\n".join(lines) + "\n")
 
 
+def _mid_stream(*args: str) -> subprocess.Popen:
+    """``shardpay - ARGS`` on a pipe that has sent 200,000 rows and stays open: the run is
+    in the middle of its input for as long as the test wants."""
+    p = subprocess.Popen(shardpay_cmd() + ["-", *args], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = ["type,client,tx,amount"] + [f"deposit,{i % 1000},{i},1.5" for i in range(200_000)]
+    p.stdin.write(("\n".join(lines) + "\n").encode())
+    p.stdin.flush()
+    return p
+
+
 def test_kill_9_of_a_worker_exits_1_and_leaves_nothing(tmp_path, shm_clean):
     import psutil
 
-    src = tmp_path / "big.csv"
-    _big_input(src, 2_000_000)
     out = tmp_path / "out.csv"
-    p = subprocess.Popen(shardpay_cmd() + [str(src), "--workers", "2", "--decoders", "1", "-q", "-o", str(out)],
-                         stderr=subprocess.PIPE)
+    p = _mid_stream("--workers", "2", "--decoders", "1", "-q", "-o", str(out))
     parent = psutil.Process(p.pid)
     deadline = time.monotonic() + 10
     victims = []
@@ -197,24 +204,23 @@ def test_kill_9_of_a_worker_exits_1_and_leaves_nothing(tmp_path, shm_clean):
     time.sleep(0.2)
     t0 = time.monotonic()
     worker.kill()
-    _, err = p.communicate(timeout=10)
-    rc, err = p.returncode, err.decode()
+    rc = p.wait(timeout=10)
+    err = p.communicate()[1].decode()  # ended: this only reads stderr and closes the pipes
     assert rc == 1 and time.monotonic() - t0 < 5
     assert "worker 0" in err and "SIGKILL" in err and "Traceback" not in err
-    assert not out.exists() and [f for f in os.listdir(tmp_path) if f != "big.csv"] == []
+    assert not out.exists() and os.listdir(tmp_path) == []
     assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in victims)
 
 
 def test_sigterm_and_sigint_exit_codes(tmp_path, shm_clean):
-    src = tmp_path / "big.csv"
-    _big_input(src, 2_000_000)
     for sig, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
         out = tmp_path / "out.csv"
-        p = subprocess.Popen(shardpay_cmd() + [str(src), "-q", "-o", str(out)], stderr=subprocess.PIPE)
+        p = _mid_stream("-q", "-o", str(out))
         time.sleep(0.6)
         p.send_signal(sig)
         t0 = time.monotonic()
-        _, err = p.communicate(timeout=5)
-        assert p.returncode == code
+        rc = p.wait(timeout=5)
+        err = p.communicate()[1]  # ended: this only reads stderr and closes the pipes
+        assert rc == code
         assert time.monotonic() - t0 < 2
         assert not out.exists() and b"Traceback" not in err

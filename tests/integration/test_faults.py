@@ -21,6 +21,7 @@ run, many times over.
 from __future__ import annotations
 
 import ast
+import contextlib
 import csv
 import ctypes
 import io
@@ -30,6 +31,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,8 +44,9 @@ from tests.conftest import ROOT, run_cli, shardpay_cmd
 
 FAULT_LAUNCHER = ROOT / "tests" / "fault_launcher.py"
 
-BIG_ROWS = 1_500_000
-"""Rows of the file the signal tests interrupt: a run of a few seconds on 2 cores."""
+BIG_ROWS = 300_000
+"""Rows of the input the signal tests interrupt (a :class:`Run` sends them down a pipe
+it keeps open, so the run is always in the middle of its input)."""
 HEADER = b"type,client,tx,amount\n"
 OUTPUT_HEADER = "client,available,held,total,locked\n"
 
@@ -103,11 +106,15 @@ def drop_file_permission_override() -> None:
 
 
 class Run:
-    """One ``shardpay`` run in its own session, writing every output into ``tmp_path/out``.
+    """One ``shardpay -`` run in its own session, writing every output into ``tmp_path/out``.
+
+    Its standard input is a pipe that gets ``source``'s bytes and stays open: the run
+    reads, decodes and applies them, then waits for more, so a fault always lands
+    in the middle of its input, however fast the machine.
 
     Args:
         tmp_path: a fresh folder for this run.
-        source: the input file.
+        source: the input's bytes, a file.
         args: more command-line arguments.
         env: extra environment variables.
         fault: a fault to inject (``tests/fault_launcher.py``), or None.
@@ -121,14 +128,23 @@ class Run:
         self.outdir.mkdir()
         self.stderr_path = tmp_path / "stderr.txt"
         program = shardpay_cmd() if fault is None else [sys.executable, str(FAULT_LAUNCHER), fault]
-        cmd = [*program, str(source), *args, "-q", "-o", str(self.outdir / "accounts.csv"),
+        cmd = [*program, "-", *args, "-q", "-o", str(self.outdir / "accounts.csv"),
                "--rejects", str(self.outdir / "rejects.csv"), "--stats", str(self.outdir / "stats.json")]
         full_env = dict(os.environ, TMPDIR=str(self.tmpdir), **(env or {}))
         with open(self.stderr_path, "wb") as err:  # a file: children that outlive the parent cannot block us
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=full_env,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                                         env=full_env, start_new_session=True)
         self.pid = self.proc.pid
         self.t_signal = 0.0
+        threading.Thread(target=self._send, args=(source.read_bytes(),), daemon=True).start()
+
+    def _send(self, data: bytes) -> None:
+        """Write the input to the run's pipe, and keep the pipe open."""
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):  # the run ended (or was ended) first
+            pass
 
     def children(self, workers: int, decoders: int = 2, timeout: float = 20) -> dict[str, int]:
         """Wait until the sequencer, every decoder and every worker run; return ``{name: pid}``."""
@@ -183,6 +199,8 @@ class Run:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.proc.stdin.close()
 
 
 @pytest.fixture

@@ -39,8 +39,8 @@ FIRST_LINES = st.one_of(st.just(2), st.integers(2, 2**40))
 
 def decoded(block: bytes, first_line: int) -> tuple[list[tuple], list[tuple[int, str]]]:
     """``[(line, kind name, client, tx, amount)]`` and ``[(line, reason)]`` of a block."""
-    lines, rows_, rejects = decode_chunk(block, first_line)
-    rows = [(line, KIND_NAMES[r.kind], r.client, r.tx, r.amount) for line, r in zip(lines, rows_)]
+    columns, rejects = decode_chunk(block, first_line)
+    rows = [(line, KIND_NAMES[kind], client, tx, amount) for line, kind, client, tx, amount in zip(*columns)]
     assert [line for line, *_ in rows] == sorted(line for line, *_ in rows), "rows out of line order"
     return rows, [(r.line, r.reason) for r in rejects]
 

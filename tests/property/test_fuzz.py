@@ -105,7 +105,7 @@ BLOCKS = st.one_of(
 @example(block=b' "withdrawal" , 007,\t"8"\t, .5\r\ndispute,1,1\n\x0b\ndispute,1,1,"a""b"\n', first=2)
 def test_decode_chunk_equals_the_exact_path_line_by_line(normalize, block, first):
     with using(normalize):
-        lines_, rows, rejects = decode_chunk(block, first)
+        columns, rejects = decode_chunk(block, first)
     want_rows, want_rejects = [], []
     for i, raw in enumerate(_lines_of(block)):
         row = decode_line(raw, first + i)
@@ -113,7 +113,7 @@ def test_decode_chunk_equals_the_exact_path_line_by_line(normalize, block, first
             want_rejects.append(row)
         elif row is not None:
             want_rows.append((first + i, row.kind, row.client, row.tx, row.amount))
-    assert [(line, r.kind, r.client, r.tx, r.amount) for line, r in zip(lines_, rows)] == want_rows
+    assert list(zip(*columns)) == want_rows
     assert rejects == want_rejects
 
 

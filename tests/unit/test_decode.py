@@ -25,8 +25,8 @@ def normalize(request):
 
 def rows_of(data: bytes, first_line: int = 2):
     """[(line, kind, client, tx, amount)] and [(line, detail)] of a block."""
-    lines, decoded, rejects = decode_chunk(data, first_line)
-    rows = [(line, r.kind, r.client, r.tx, r.amount) for line, r in zip(lines, decoded)]
+    columns, rejects = decode_chunk(data, first_line)
+    rows = list(zip(*columns))
     return rows, [(r.line, r.detail) for r in rejects]
 
 
