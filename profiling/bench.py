@@ -225,7 +225,7 @@ def stage_figures(s: dict) -> dict:
     return {
         "workers": s["workers"],
         "decoders": s["decoders"],
-        "ledger": s.get("ledger"),
+        "ledger": s["ledger"],
         "cpu_ns_per_row": {stage: round(seconds / rows * 1e9, 1) for stage, seconds in cpu.items()},
         "reader_blocked_s": s["parent"]["blocked_on_full_decoder_rings_seconds"],
         "decode_rows_per_s": [d["decode_rows_per_second"] for d in ds],
@@ -239,7 +239,6 @@ def stage_figures(s: dict) -> dict:
         "worker_cpu_s": [w["cpu_seconds"] for w in ws],
         "worker_waiting_s": [w["waiting_on_empty_ring_seconds"] for w in ws],
         "rows_per_shard": s["rows_per_shard"],
-        "ledger": s["ledger"],
     }
 
 
