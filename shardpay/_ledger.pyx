@@ -173,8 +173,8 @@ cdef enum:
     # The side table merges at SIDE_MIN entries, or at 1/SIDE_SHARE to 1/SIDE_SHARE * 2
     # of the sorted arrays if more. Every merge rewrites the sorted arrays, so a
     # larger share merges less often but holds more: on 10M `sparse` rows 16
-    # gives 0.89x the apply time and 1.3 bytes more a stored transaction, 64
-    # 1.2x and 0.5 bytes less (profiling/README.md).
+    # gives 0.92x the apply time and 1.3 bytes more a stored transaction, 64
+    # 1.13x and 0.4 bytes less (profiling/README.md).
     SIDE_MIN = 4096
     SIDE_SHARE = 32
     STATE_SHIFT = 16           # a record: client (bits 0-15), state (16-17), amount (18-63)
