@@ -3,9 +3,10 @@
 
 The compiled twin of :mod:`shardpay._ledger_py`: the same interface, the same
 rejects and the same bytes out (:mod:`shardpay.ledger` picks one; the test
-suite runs against both). No processes here. The reader has already dropped
-invalid rows and marked the rows whose tx id an earlier row claimed
-(``kind + DUPLICATE``); a :class:`Ledger` applies every other rule of SPEC
+suite runs against both). No processes here. The stages before it have
+already dropped invalid rows (the decoders) and marked the rows whose tx id
+an earlier row claimed (``kind + DUPLICATE``: the sequencer, which owns the
+global tx-id claim); a :class:`Ledger` applies every other rule of SPEC
 "Accounts" and "Transactions", in file order, to the rows of its clients.
 
 The rules, row by row, as :meth:`Ledger.apply_frame` applies them (the first
