@@ -4,10 +4,11 @@ The pure twin of the compiled :mod:`shardpay._ledger` (whose module docstring
 has the rules as one table): the same interface, the same rejects, the same
 bytes out; the fallback where the extension is not built, and
 ``SHARDPAY_LEDGER=python`` (:mod:`shardpay.ledger` picks one). A plain module
-with no processes in it (SPEC "Accounts", "Transactions"). The reader has
-already dropped invalid rows and marked ``duplicate_tx`` rows (it owns the
-global tx-id claim); a :class:`Ledger` applies every other rule, in file
-order, to the rows of the clients it owns.
+with no processes in it (SPEC "Accounts", "Transactions"). The stages
+before it have already dropped invalid rows (the decoders) and marked
+``duplicate_tx`` rows (the sequencer, which owns the global tx-id claim); a
+:class:`Ledger` applies every other rule, in file order, to the rows of the
+clients it owns.
 
 Data layout, chosen for speed and compactness (client ids are u16):
 
