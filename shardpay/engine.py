@@ -118,14 +118,13 @@ def usable_cpus() -> int:
 
 
 def default_workers() -> int:
-    """Workers when ``--workers`` is not given: usable CPUs less one for the reader, but
+    """Workers (shards) when ``--workers`` is not given: usable CPUs less one, but
     at least 2 where there are 2 CPUs (1 on a single CPU).
 
-    On 2 cores, 2 workers were measured 12-16% faster than 1 on a 10M-row file
-    (profiling/results/w1-vs-w2-10M.md, main-10M-uniform.md): at 1 worker the
-    worker is the bottleneck and the reader sits blocked on a full ring half
-    of its time, so it shares a core with a second worker at little cost (on
-    2M rows the two were within 5%).
+    On 2 cores the compiled ledger applies a row in 70-90 ns, so one worker
+    keeps up with two decoders: 1 and 2 workers measured within 2% on 10M rows
+    and 4% apart on 2M (profiling/results/workers-decoders-10M.md, -2M.md).
+    The default keeps one worker a core, the engine's design.
     """
     cpus = usable_cpus()
     return min(cpus, max(2, cpus - 1))
@@ -133,7 +132,13 @@ def default_workers() -> int:
 
 def default_decoders(workers: int | None = None) -> int:
     """Decoders when ``--decoders`` is not given, for ``workers`` shards (default
-    :func:`default_workers`): the usable CPUs, at least 1."""
+    :func:`default_workers`): the usable CPUs, at least 1.
+
+    Decoding is the costliest stage a row (about 170 ns against 60 to
+    sequence and 80 to apply), and a decoder with nothing to do blocks on its
+    pipe, so one decoder a core: on 2 cores 2 decoders measured up to 10%
+    faster than 1 (profiling/results/workers-decoders-10M.md).
+    """
     return max(1, usable_cpus())
 
 
