@@ -122,9 +122,10 @@ def default_workers() -> int:
     at least 2 where there are 2 CPUs (1 on a single CPU).
 
     On 2 cores the compiled ledger applies a row in 70-90 ns, so one worker
-    keeps up with two decoders: 1 and 2 workers measured within 2% on 10M rows
-    and 4% apart on 2M (profiling/results/workers-decoders-10M.md, -2M.md).
-    The default keeps one worker a core, the engine's design.
+    keeps up with two decoders: 1 worker measured 0-8% faster than 2 on 10M
+    rows and 6% on 2M (profiling/results/workers-decoders-10M.md, -2M.md,
+    main-10M-uniform.md). The default keeps one worker a core, the engine's
+    design, which pays once the workers are the bound.
     """
     cpus = usable_cpus()
     return min(cpus, max(2, cpus - 1))

@@ -34,14 +34,14 @@ def workers_count(text: str) -> int:
 def add_workers_option(p: argparse.ArgumentParser, default: int) -> None:
     """``-w/--workers N`` (shards); ``default`` is shown in the help."""
     p.add_argument("-w", "--workers", type=workers_count, default=None, metavar="N",
-                   help=("worker processes (shards). Default: usable CPUs minus one, since the reader process "
-                         f"needs a core too, but 2 on a 2-CPU machine (here: {default})"))
+                   help=("worker processes (shards), each applying its clients' rows. Default: usable CPUs "
+                         f"minus one, but 2 on a 2-CPU machine (here: {default})"))
 
 
 def add_decoders_option(p: argparse.ArgumentParser, default: int) -> None:
     """``-d/--decoders N`` (decoder processes); ``default`` is shown in the help."""
     p.add_argument("-d", "--decoders", type=workers_count, default=None, metavar="N",
-                   help=f"decoder processes, which parse the CSV in parallel (default here: {default})")
+                   help=f"decoder processes, which parse the CSV in parallel. Default: usable CPUs (here: {default})")
 
 
 def add_backend_options(p: argparse.ArgumentParser) -> None:

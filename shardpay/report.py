@@ -275,7 +275,7 @@ def print_summary(console: Any, stats: dict[str, Any], first_rejects: list[Rejec
     t.add_row("accounts", f"{stats['accounts']:,}")
     t.add_row("wall time", f"{stats['wall_seconds']:.2f} s")
     t.add_row("throughput", f"{stats['rows_per_second']:,} rows/s")
-    t.add_row("processes", f"{stats['decoders']} decoders, 1 sequencer, {stats['workers']} workers")
+    t.add_row("processes", f"{_count(stats['decoders'], 'decoder')}, 1 sequencer, {_count(stats['workers'], 'worker')}")
     t.add_row("rows per shard", ", ".join(f"{n:,}" for n in stats["rows_per_shard"]))
     t.add_row("ledger", stats["ledger"])
     procs = [("parent (reader)", stats["parent"], None)]
@@ -294,3 +294,8 @@ def write_stats(out: IO[str], stats: dict[str, Any]) -> None:
     """Write ``stats`` as indented JSON."""
     json.dump(stats, out, indent=2)
     out.write("\n")
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 worker"``, ``"2 workers"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -48,18 +48,19 @@ def local_ray():
     ray.shutdown()
 
 
-def _local(path, workers, tmp_path):
+def _local(path, workers, tmp_path, decoders=None):
     """The local engine through the CLI: (stdout, --rejects file, --stats JSON minus measured figures)."""
     rej, st = tmp_path / f"local-{workers}.rejects.csv", tmp_path / f"local-{workers}.stats.json"
-    r = run_cli(str(path), "--workers", str(workers), "-q", "--rejects", str(rej), "--stats", str(st), timeout=300)
+    counts = ["--workers", str(workers)] + ([] if decoders is None else ["--decoders", str(decoders)])
+    r = run_cli(str(path), *counts, "-q", "--rejects", str(rej), "--stats", str(st), timeout=300)
     assert r.returncode == 0, r.stderr.decode()
     return r.stdout.decode(), rej.read_text(), json.dumps(_counted(json.loads(st.read_text())), indent=2)
 
 
-def _ray(path, workers):
+def _ray(path, workers, decoders=None):
     """The same three outputs from ``shardpay.process(..., backend="ray")`` in this process,
     written by the CLI's writers."""
-    with shardpay.process(str(path), workers=workers, backend="ray") as result:
+    with shardpay.process(str(path), workers=workers, decoders=decoders, backend="ray") as result:
         accounts, rejects, stats = io.StringIO(), io.StringIO(), io.StringIO()
         write_accounts(accounts, result.accounts)
         write_rejects(rejects, result.rejects())
@@ -103,10 +104,10 @@ def test_generated_messy_file_matches_local(local_ray, tmp_path):
 
     path = tmp_path / "messy.csv"
     generate(["200K", str(path), "--seed", "11", "--scenario", "messy"])
-    for workers in (1, 2, 4):
-        local = _local(path, workers, tmp_path)
+    for workers, decoders in ((1, 1), (2, 3), (4, 2)):
+        local = _local(path, workers, tmp_path, decoders)
         assert local[1].count("\n") > 5000  # the file does exercise rejects
-        assert _ray(path, workers) == local, workers
+        assert _ray(path, workers, decoders) == local, (workers, decoders)
 
 
 def test_bad_header_is_the_same_error(local_ray):

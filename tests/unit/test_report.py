@@ -104,5 +104,5 @@ def test_the_summary_accounts_for_every_row():
     text = console.file.getvalue()
     assert "accepted + rejected = 10 = 10 rows read" in text
     assert "insufficient_funds" in text and "worker 1" in text and "decoder 0" in text
-    assert "1 decoders, 1 sequencer, 2 workers" in text and "500 rows/s" in text and "compiled" in text
+    assert "1 decoder, 1 sequencer, 2 workers" in text and "500 rows/s" in text and "compiled" in text
     assert "first 1 rejects are shown above" in text
