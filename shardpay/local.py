@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.util
 import os
 import signal
 import time
@@ -106,14 +107,20 @@ class LocalSession(Session):
         # does SIG_UNBLOCK, not a restore), which would end the hold below and
         # let forked children run the parent's handlers.
         resource_tracker.ensure_running()
+        # Whatever is made below is recorded in these lists. Should this object never
+        # reach its caller (a signal between the end of __init__ and the assignment),
+        # the guard still removes it all at interpreter exit, before multiprocessing
+        # would SIGTERM the children (which ignore it) and wait for them for ever.
+        self._guard = multiprocessing.util.Finalize(
+            None, _clean_up, args=(self.children, self.rings, self.spools), exitpriority=10)
         try:
             self._start(workers, decoders, strict)
+            self.reader = Reader(self._deal)
+            for ring in self.chunk_rings:
+                ring.alive = self._blocked
         except BaseException:  # what was made so far is recorded in self: remove it
             self.close()
             raise
-        self.reader = Reader(self._deal)
-        for ring in self.chunk_rings:
-            ring.alive = self._blocked
 
     def _start(self, workers: int, decoders: int, strict: bool) -> None:
         with signals_held():  # every resource below is recorded before a signal can end the run
@@ -243,11 +250,18 @@ class LocalSession(Session):
     def close(self) -> None:
         """Stop every child still running; unlink every ring; free spools if the run failed."""
         with signals_held():  # clean up all of it, even if a second signal comes
-            stop_children(self.children)
-            for ring in self.rings:
-                ring.unlink()
-            if not self.ok:
-                close_spools(self.spools)
+            self._guard.cancel()
+            _clean_up(self.children, self.rings, self.spools, keep_spools=self.ok)
+
+
+def _clean_up(children: list[Child], rings: list[Ring], spools: list[Spool], keep_spools: bool = False) -> None:
+    """Stop every child still running, unlink every ring and (unless ``keep_spools``) free the spools."""
+    with signals_held():
+        stop_children(children)
+        for ring in rings:
+            ring.unlink()
+        if not keep_spools:
+            close_spools(spools)
 
 
 def watch(children: list[Child], tick: Callable[[], None], mark: int | None = None,

@@ -272,6 +272,33 @@ def test_sigterm_during_start_up_leaves_nothing(big_csv, tmp_path, runs, delay):
     run.assert_nothing_left(within=2)
 
 
+def test_a_session_its_caller_never_received_is_removed_at_exit():
+    """A signal between the end of ``LocalSession.__init__`` and the caller's assignment
+    leaves a session nobody closes. Interpreter exit removes it: its children
+    ignore the SIGTERM multiprocessing's exit sends to daemon children, and the
+    process waited for them for ever (1 run in ~200 SIGTERMs at 0.1 s)."""
+    code = ("import os, sys; from shardpay.local import LocalSession; "
+            "s = LocalSession(2, 2, False, None); "
+            "print(os.getpid(), len(s.children), flush=True); del s; sys.exit(143)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        pid, children = map(int, proc.stdout.readline().split())
+        assert children == 5
+        assert proc.wait(timeout=10) == 143
+    finally:
+        for p in session_processes(proc.pid):
+            os.kill(p, signal.SIGKILL)
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    deadline = time.monotonic() + 2
+    while session_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert session_processes(proc.pid) == []
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(f"shardpay-{pid}-")] == []
+
+
 def test_the_console_script_reaches_main_before_importing_the_engine():
     """What runs before ``main`` installs its handlers must stay small.
 
