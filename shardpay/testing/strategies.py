@@ -25,14 +25,8 @@ Public names:
   of a ``draw``, for use inside other composite strategies.
 * :func:`amounts` / :func:`amount_forms` -- amounts in 1/10,000 units, often
   at the limits, and the legal texts of one amount.
-* :func:`dialect_row` / :func:`damage_row` -- a valid row in one of the
-  common CSV dialects the decoder's fast path takes (spaces, tabs and CRs
-  around fields, whole-field quotes, leading zeros, three-field references),
-  and the same with one damage that the fast path must leave to the exact
-  path (a space inside a field, a quote or comma inside quotes, other
-  whitespace, a byte that is not ASCII...); :func:`dialect_blocks` -- whole
-  chunks of such lines, empty lines and broken rows mixed, as the reader
-  hands them to the decoder.
+* :func:`field_texts` -- a valid row's field texts in any legal form.
+* The common CSV dialects and their damage: :mod:`shardpay.testing.dialects`.
 
 Helpers take ``draw`` and pick from module-level strategies rather than
 building a new strategy per draw: hypothesis validates every new strategy
@@ -170,6 +164,21 @@ def render_field(draw: st.DrawFn, text: str, *, quotable: bool = True) -> str:
     return draw(_WS) + text + draw(_WS)
 
 
+def field_texts(draw: st.DrawFn, row: tuple[str, int, int, int], ignored: st.SearchStrategy[str | None]) -> list[str]:
+    """A valid row's field texts, before any whitespace or quote: the kind, the ids in
+    any legal form, the amount in any legal form; for a reference, what ``ignored``
+    draws as its amount (None: three fields)."""
+    kind, client, tx, amount = row
+    fields = [kind, number_text(draw, client), number_text(draw, tx)]
+    if kind in MONEY_KINDS:
+        fields.append(pick(draw, amount_forms(amount)))
+    else:
+        text = draw(ignored)
+        if text is not None:
+            fields.append(text)
+    return fields
+
+
 def render_row(draw: st.DrawFn, row: tuple[str, int, int, int], *, messy: bool = True) -> str:
     """A valid row's text, without line ending: ``deposit, "1" ,7,1.50000``.
 
@@ -178,14 +187,8 @@ def render_row(draw: st.DrawFn, row: tuple[str, int, int, int], *, messy: bool =
     """
     kind, client, tx, amount = row
     if not messy:
-        return f"{kind},{client},{tx},{_plain_amount(amount) if kind in MONEY_KINDS else ''}"
-    fields = [kind, number_text(draw, client), number_text(draw, tx)]
-    if kind in MONEY_KINDS:
-        fields.append(pick(draw, amount_forms(amount)))
-    else:
-        ignored = draw(_IGNORED)
-        if ignored is not None:
-            fields.append(ignored)
+        return f"{kind},{client},{tx},{plain_amount(amount) if kind in MONEY_KINDS else ''}"
+    fields = field_texts(draw, row, _IGNORED)
     rendered = []
     for i, field in enumerate(fields):
         # A quote inside an unquoted ignored amount is data; it must not be quoted again.
@@ -202,7 +205,8 @@ def rendered_rows(row: tuple[str, int, int, int], *, messy: bool = True) -> st.S
     return st.composite(lambda draw: render_row(draw, row, messy=messy))()
 
 
-def _plain_amount(units: int) -> str:
+def plain_amount(units: int) -> str:
+    """``units`` (1/10,000, > 0) as the shortest decimal text: ``15000`` -> ``"1.5"``."""
     whole, frac = divmod(units, 10_000)
     return f"{whole}.{frac:04d}".rstrip("0").rstrip(".")
 
@@ -233,7 +237,7 @@ def corrupted_rows(row: tuple[str, int, int, int]) -> st.SearchStrategy[bytes]:
 def corrupt_row(draw: st.DrawFn, row: tuple[str, int, int, int]) -> bytes:
     """A line (bytes, no line ending) that is ``row`` with exactly one thing broken: invalid_row."""
     kind, client, tx, amount = row
-    fields = [kind, str(client), str(tx), _plain_amount(amount) if kind in MONEY_KINDS else ""]
+    fields = [kind, str(client), str(tx), plain_amount(amount) if kind in MONEY_KINDS else ""]
     how = draw(_HOW)
     if how == "amount" and kind not in MONEY_KINDS:
         how = "client"  # a reference's amount cannot be broken: it is ignored
@@ -280,109 +284,6 @@ def corrupt_row(draw: st.DrawFn, row: tuple[str, int, int, int]) -> bytes:
 
 # --------------------------------------------------------------------------
 # Dialects: what the fast path takes, and damage it must not take
-# --------------------------------------------------------------------------
-
-COMMON_WHITESPACE = ("", "", "", " ", "  ", "\t", " \t", "\r")
-"""Whitespace the fast path takes around a field: spaces, tabs, CRs (and none, most often)."""
-_COMMON_WS = st.sampled_from(COMMON_WHITESPACE)
-_PRINTABLE_IGNORED = st.sampled_from([None, None, "", "", "1.5", "abc", "x y", "-1", "1e3", "1.23456", "\\", "{]"])
-"""A reference's amount as the fast path may take it (None: three fields)."""
-
-
-def dialect_row(draw: st.DrawFn, row: tuple[str, int, int, int]) -> str:
-    """A valid row in the common dialects, without line ending: every field plain or
-    wholly quoted, spaces, tabs or CRs around it and inside its quotes, ids with
-    leading zeros, any legal amount form, a reference with or without its amount:
-    ``\t"deposit" , 007,"8 ",.5``."""
-    kind, client, tx, amount = row
-    fields = [kind, number_text(draw, client), number_text(draw, tx)]
-    if kind in MONEY_KINDS:
-        fields.append(pick(draw, amount_forms(amount)))
-    else:
-        ignored = draw(_PRINTABLE_IGNORED)
-        if ignored is not None:
-            fields.append(ignored)
-    out = []
-    for field in fields:
-        if draw(_QUOTE) == 0:
-            field = '"' + draw(_COMMON_WS) + field + draw(_COMMON_WS) + '"'
-        out.append(draw(_COMMON_WS) + field + draw(_COMMON_WS))
-    return ",".join(out)
-
-
-DAMAGES = ("inner space", "quote inside", "escaped quote", "comma in quotes", "other whitespace", "non-ascii",
-           "bad byte", "fifth field", "bom", "nul", "open quote", "text after quote")
-"""What :func:`damage_row` does to a row. Some leave it valid (other whitespace
-around a field, a comma in a reference's quoted amount): the exact path decides."""
-_OTHER_WS = ("\x0b", "\x0c", "\u00a0", "\u3000", "\u2028", "\x1f", "\x85")
-
-
-def damage_row(draw: st.DrawFn, row: tuple[str, int, int, int]) -> bytes:
-    """``row`` in a common dialect with one damage of :data:`DAMAGES` (bytes, no line ending)."""
-    kind, client, tx, amount = row
-    fields = [kind, str(client), str(tx), _plain_amount(amount) if kind in MONEY_KINDS else pick(draw, ["", "ab"])]
-    how = pick(draw, DAMAGES)
-    j = draw(st.integers(0, 3))
-    f = fields[j]
-    cut = draw(st.integers(0, len(f)))
-    if how == "inner space":  # de posit, 1 000: invalid unless in a reference's amount
-        fields[j] = f[:cut] + pick(draw, [" ", "\t", "  "]) + f[cut:] if f else "1 0"
-    elif how == "quote inside":  # 1"0: data in an unquoted field
-        fields[j] = f[:cut] + '"' + f[cut:] if cut else "x" + '"' + f
-    elif how == "escaped quote":  # "dis""pute"
-        fields[j] = '"' + f[:cut] + '""' + f[cut:] + '"'
-    elif how == "comma in quotes":  # "1,5"
-        fields[j] = '"' + f[:cut] + "," + f[cut:] + '"'
-    elif how == "other whitespace":  # around a field: valid, the exact path strips it
-        ws = pick(draw, _OTHER_WS)
-        fields[j] = ws + f if draw(st.booleans()) else f + ws
-    elif how == "non-ascii":
-        fields[j] = f[:cut] + pick(draw, ["é", "\u0661", "\uff11", "€"]) + f[cut:]
-    elif how == "bad byte":
-        data = [x.encode() for x in fields]
-        data[j] = data[j][:cut] + pick(draw, BAD_BYTES) + data[j][cut:]
-        return b",".join(data)
-    elif how == "fifth field":
-        fields.append(pick(draw, ["", "x", "1"]))
-    elif how == "bom":
-        fields[0] = "\ufeff" + fields[0]
-    elif how == "nul":
-        fields[j] = f[:cut] + "\x00" + f[cut:]
-    elif how == "open quote":
-        fields[j] = '"' + f
-    else:  # text after quote
-        fields[j] = '"' + f + '"' + pick(draw, ["x", "0", " 1"])
-    return ",".join(fields).encode()
-
-
-_BLOCK_LINE = st.sampled_from(["row"] * 6 + ["damaged"] * 2 + ["corrupt", "empty"])
-_EMPTY_COMMON = ("", " ", "\t", "\r", " \t\r ")
-
-
-@st.composite
-def dialect_blocks(draw: st.DrawFn, max_lines: int = 30) -> bytes:
-    """A chunk of whole lines as the reader hands them to the decoder (each ending in
-    LF or CRLF, no header): valid rows in the common dialects, damaged and corrupted
-    rows, empty lines."""
-    lines = []
-    for _ in range(draw(st.integers(0, max_lines))):
-        what = draw(_BLOCK_LINE)
-        if what == "empty":
-            line = pick(draw, _EMPTY_COMMON + EMPTY_LINES).encode()
-        else:
-            row = draw(valid_rows())
-            if what == "row":
-                line = dialect_row(draw, row).encode()
-            elif what == "damaged":
-                line = damage_row(draw, row)
-            else:
-                line = corrupt_row(draw, row)
-        lines.append(line + pick(draw, [b"\n", b"\n", b"\r\n"]))
-    return b"".join(lines)
-
-
-# --------------------------------------------------------------------------
-# Whole files
 # --------------------------------------------------------------------------
 
 HEADERS = (

@@ -21,13 +21,13 @@ from shardpay.codes import KIND_NAMES
 from shardpay.decode import decode_chunk, decode_line, parse_header
 from shardpay.rejects import Reject
 from shardpay.errors import InputError
+from shardpay.testing.dialects import dialect_row
 from shardpay.testing.strategies import (
     AVOID_CR_ON_QUOTED_LINES,
     BAD_HEADERS,
     HEADERS,
     LINE_ENDINGS,
     corrupted_rows,
-    dialect_row,
     rendered_rows,
     valid_rows,
 )

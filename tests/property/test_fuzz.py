@@ -12,7 +12,7 @@ properties:
   (the exact path) gives for each line: the same rows on the same lines,
   the same rejects with the same details; also on chunks that mix the
   common CSV dialects row by row with damaged rows
-  (:func:`shardpay.testing.strategies.dialect_blocks`);
+  (:func:`shardpay.testing.dialects.dialect_blocks`);
 * the whole engine: :func:`shardpay.engine.run` with real processes and
   rings gives the output and every ``(line, reason)`` of
   :func:`shardpay.testing.model.run`, or a fatal header error exactly when the model
@@ -39,7 +39,7 @@ from shardpay.decode import decode_chunk, decode_line
 from shardpay.rejects import Reject
 from shardpay.errors import InputError
 from shardpay.testing import strategies
-from shardpay.testing.strategies import dialect_blocks
+from shardpay.testing.dialects import dialect_blocks
 from tests.normalize_twins import TWINS, using
 
 TYPES = ("deposit", "withdrawal", "dispute", "resolve", "chargeback")

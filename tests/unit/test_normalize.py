@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from shardpay import _normalize_py
 from shardpay.codes import KIND_NAMES
 from shardpay.testing.generate import DIALECTS, dialect_text, generate
-from shardpay.testing.strategies import dialect_blocks, dialect_row, valid_rows
+from shardpay.testing.dialects import dialect_blocks, dialect_row
+from shardpay.testing.strategies import valid_rows
 from tests.normalize_twins import TWINS, needs_compiled
 from tests.normalize_twins import compiled as _compiled
 EMPTY, FAST, EXACT = _normalize_py.EMPTY, _normalize_py.FAST, _normalize_py.EXACT
