@@ -138,6 +138,27 @@ cdef inline At plain_id(cursor p, unsigned char* w, uint64_t limit, Py_ssize_t w
     return at
 
 
+cdef inline cursor id_field(cursor p, unsigned char** column, uint64_t limit, Py_ssize_t width) noexcept nogil:
+    """Read the id field at ``p`` (whitespace around it, whole-field quotes allowed),
+    append its canonical digits and a comma to ``*column`` and move ``*column`` past
+    them; the cursor after the field, or NULL for the exact path."""
+    cdef bint quoted
+    cdef At at
+    p = skip_ws(p)
+    quoted = p[0] == 34
+    if quoted:
+        p = skip_ws(p + 1)
+    at = plain_id(p, column[0], limit, width)
+    if at.p == NULL:
+        return NULL
+    p = close_field(at.p, quoted)
+    if p == NULL:
+        return NULL
+    at.w[0] = 44
+    column[0] = at.w + 1
+    return p
+
+
 cdef inline At amount(cursor p, unsigned char* w) noexcept nogil:
     """Read an amount at ``p`` (``1``, ``1.5``, ``.5``, ``5.``, ``007.50000``) and write
     its count of 1/10,000 units in decimal at ``w``; ``.p`` NULL if it is not an exact
@@ -238,31 +259,13 @@ cdef inline bint row_columns(cursor p, Columns* out, cursor* eol) noexcept nogil
     if p == NULL or p[0] != 44:
         return False
     # client
-    p = skip_ws(p + 1)
-    quoted = p[0] == 34
-    if quoted:
-        p = skip_ws(p + 1)
-    at = plain_id(p, out.client, 65535, 5)
-    if at.p == NULL:
-        return False
-    p = close_field(at.p, quoted)
+    p = id_field(p + 1, &out.client, 65535, 5)
     if p == NULL or p[0] != 44:
         return False
-    at.w[0] = 44
-    out.client = at.w + 1
     # tx
-    p = skip_ws(p + 1)
-    quoted = p[0] == 34
-    if quoted:
-        p = skip_ws(p + 1)
-    at = plain_id(p, out.tx, 4294967295, 10)
-    if at.p == NULL:
-        return False
-    p = close_field(at.p, quoted)
+    p = id_field(p + 1, &out.tx, 4294967295, 10)
     if p == NULL:
         return False
-    at.w[0] = 44
-    out.tx = at.w + 1
     # amount
     if kind <= 1:  # deposit, withdrawal: four fields
         if p[0] != 44:
