@@ -164,12 +164,10 @@ def check_frame(frame not None) -> int:
         n, the rows it carries.
 
     Raises:
-        ValueError: not a data frame: tag or length wrong, or a row whose kind
-            is not a kind code (``DEPOSIT``..``CHARGEBACK``, ``DUPLICATE`` +
-            ``DEPOSIT``/``WITHDRAWAL``), whose client is above 65535, or
-            whose amount or line is above 2**63 - 1. Checked column by
-            column (kinds, clients, amounts, lines); the message names the
-            first bad row of the first bad column.
+        ValueError: not a data frame (tag or length wrong, or a kind, client,
+            amount or line out of range), as the pure twin's
+            :func:`shardpay._ledger_py.check_frame` lists them; the message
+            names the first bad row of the first bad column.
     """
     return checked_rows(frame)
 
