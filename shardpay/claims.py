@@ -16,63 +16,92 @@ are claimed in one of three ways:
   thousand.
 * **Spread ids early in a file** (random over the u32 range, ``sparse``):
   roaring costs 0.4-0.55 µs an id there (a sorted insert, a cache miss or
-  more) and a Python ``set`` 60-90 bytes an id. :class:`ClaimTable` claims a
-  whole chunk with numpy: an open-addressing hash table of u32 ids where each
-  probe step is one gather over the ids still unplaced, so a chunk's cache
-  misses overlap: ~0.11 µs an id at 4-8 bytes a slot. Up to
+  more) and a Python ``set`` 60-90 bytes an id. A :class:`ClaimTable`, an
+  open-addressing hash table of u32 ids at 4-8 bytes a slot, claims the
+  chunk (compiled: ~40 ns an id, 9.5M random ids; numpy: ~0.11 µs): up to
   :data:`TABLE_CLAIMS` ids, or until crafted ids crowd it; then the ids move
   to the BitMap for good.
 * **Spread ids in the BitMap** (late in a file, or after the table): one
   C-level pass of roaring's ``add_checked`` a chunk, stopping only at an id
   met again.
 
-Only the rows of an id claimed before the chunk, or repeated inside it, are
-then visited one by one, in line order (:func:`mark_duplicates`).
+In the BitMap modes only the rows of an id claimed before the chunk, or
+repeated inside it, are then visited one by one, in line order
+(:func:`mark_duplicates`). The table marks the rows itself.
+
+The table has two twins with one interface and the same results:
+
+* :mod:`shardpay._claims` (``_claims.pyx``, Cython): one pass over the
+  chunk's rows in line order, a probe a deposit or withdrawal;
+* :mod:`shardpay._claims_py`: numpy, the chunk's ids placed in vector probe
+  rounds; the fallback and the readable twin.
+
+``SHARDPAY_CLAIMS=python`` (or ``SHARDPAY_NO_EXTENSIONS`` set) picks the pure
+twin, ``SHARDPAY_CLAIMS=compiled`` the compiled one (an ``ImportError`` if it
+was not built); unset or empty, the compiled one if it imports, else the pure
+one. :data:`CLAIMS` says which.
 """
 
 from __future__ import annotations
 
+import os
 from array import array
 from collections import Counter, deque
-from collections.abc import Collection, Sequence
 from itertools import compress
 
 import numpy as np
 from pyroaring import BitMap
 
-from .codes import DUPLICATE, WITHDRAWAL
+from ._claims_py import distinct_ids, mark_duplicates
+from .codes import WITHDRAWAL
 
-__all__ = ["CROWDED_ROUNDS", "TABLE_CLAIMS", "TABLE_ENTRY", "ClaimTable", "Claims", "distinct_ids", "mark_duplicates"]
+__all__ = ["CLAIMS", "ENV", "TABLE_CLAIMS", "TABLE_ENTRY", "ClaimTable", "Claims", "distinct_ids",
+           "mark_duplicates"]
+
+ENV = "SHARDPAY_CLAIMS"
+"""The environment variable that picks the claim table: ``python``, ``compiled``, or unset."""
+
+
+def _pick_table():  # type: ignore[no-untyped-def]
+    """The compiled ``ClaimTable`` and ``"compiled"``, or the pure twin's and ``"python"``
+    when ``SHARDPAY_CLAIMS=python`` (or ``SHARDPAY_NO_EXTENSIONS`` set) asks for it
+    or the extension is not built.
+
+    Raises:
+        ImportError: ``SHARDPAY_CLAIMS=compiled`` and the extension is not built,
+            or ``SHARDPAY_CLAIMS`` is none of ``python``, ``compiled``, empty.
+    """
+    choice = os.environ.get(ENV) or ("python" if os.environ.get("SHARDPAY_NO_EXTENSIONS") else "")
+    if choice not in ("", "python", "compiled"):
+        raise ImportError(f"{ENV} must be 'python', 'compiled' or unset, got {choice!r}")
+    if choice != "python":
+        try:
+            from ._claims import ClaimTable as compiled  # type: ignore[import-not-found]
+        except ImportError:
+            if choice == "compiled":
+                raise
+        else:
+            return compiled, "compiled"
+    from ._claims_py import ClaimTable as pure
+
+    return pure, "python"
+
+
+ClaimTable, CLAIMS = _pick_table()
+"""The claim table of table mode (see :class:`shardpay._claims_py.ClaimTable`).
+``CLAIMS`` says which twin runs: ``"compiled"`` or ``"python"``."""
 
 TABLE_CLAIMS = 1 << 25
 """Most tx ids claimed in the table (4 bytes a slot, at most half full: at most
-256 MiB, 384 while it doubles the last time). At a chunk that would pass it,
-or once the table is crowded (:data:`CROWDED_ROUNDS`), the ids move to the
-BitMap: sorted and bulk, ~28 ns an id and ~260 MiB more for a moment at 2^25
-ids (the sorted ids, their bytes and their ``array``)."""
+256 MiB, 384 while it doubles the last time). At a chunk with more rows than
+the table has room for below it, or once the table is crowded, the ids move
+to the BitMap: sorted and bulk, ~28 ns an id and ~260 MiB more for a moment
+at 2^25 ids (the sorted ids, their bytes and their ``array``)."""
 TABLE_ENTRY = 1 << 16
 """Table mode starts at a spread chunk only if the BitMap then holds at most this many
 ids and most of the chunk's ids are not above the largest one claimed (random
 ids): a file of rising ids with a stray low id, or with spread chunks later
 on, stays in the BitMap."""
-
-_U32 = np.uint32
-_FIBONACCI = np.uint32(2654435769)  # 2**32 / golden ratio, odd
-_FIRST_BITS = 16
-_LOOSE = 8
-"""Below this many ids still unplaced, a probe round finishes them one by one in
-Python (a numpy round costs ~10 µs whatever its size)."""
-_REHASH_SLOTS = 1 << 20
-CROWDED_ROUNDS = 128
-"""A chunk whose ids needed more probe rounds than this marks the table
-:attr:`~ClaimTable.crowded`: its ids met a run of taken slots far longer than
-random ids make (chunks of 2,400 random ids at 45-50% load: 24 rounds on
-average, 40 at the 99th percentile, 51 at most in 688 chunks). The claims
-then move to the BitMap for good, whose cost does not depend on the ids'
-pattern. So ids crafted to share homes cost at most ~128 rounds a chunk
-until they crowd the table, not a round per id of a growing cluster: chunks
-of 9 homes x 60-120 crafted ids plus random ones took 0.42-0.58 µs an id
-until then, about the BitMap's 0.4-0.55."""
 
 
 class Claims:
@@ -86,7 +115,7 @@ class Claims:
     def __init__(self) -> None:
         self.claimed = BitMap()
         self.table: ClaimTable | None = None
-        self._max_claimed = -1
+        self._max_claimed = -1  # the largest id claimed (not kept up in table mode: set on leaving it)
         self._table_done = False  # table mode ended: it does not start again
 
     def __len__(self) -> int:
@@ -102,20 +131,21 @@ class Claims:
         how many rows it marked.
 
         Args:
-            kinds: the chunk's kind codes (numpy u8, line order), changed in
-                place: a deposit or withdrawal whose id was claimed before, by
-                an earlier chunk or an earlier line, gets ``DUPLICATE`` added.
-            txs: the chunk's tx ids (numpy u32, same length and order).
+            kinds: the chunk's kind codes (numpy u8, contiguous, line order),
+                changed in place: a deposit or withdrawal whose id was claimed
+                before, by an earlier chunk or an earlier line, gets
+                ``DUPLICATE`` added.
+            txs: the chunk's tx ids (numpy u32, contiguous, same length and order).
         """
+        if self.table is not None:  # table mode: every chunk
+            return self._claim_in_table(kinds, txs)
         money = kinds <= WITHDRAWAL
         ids = txs[money]
         if not ids.size:
             return 0
         lo, hi = int(ids.min()), int(ids.max())
         rising = lo > self._max_claimed
-        if self.table is not None:  # table mode: every chunk
-            suspects, old = self._claim_in_table(ids)
-        elif rising or hi - lo < ids.size << 6:  # rising, or clustered
+        if rising or hi - lo < ids.size << 6:  # rising, or clustered
             new = BitMap(array("I", ids.tobytes()))
             old = set() if rising else set(new & self.claimed)
             suspects = old if len(new) == ids.size else old | distinct_ids(ids)[1]
@@ -124,7 +154,7 @@ class Claims:
               and 2 * int((ids <= self._max_claimed).sum()) > ids.size):
             # spread, early in the file, mostly below the largest claim: table mode from now on
             self.table, self.claimed = ClaimTable(self.claimed.to_array()), BitMap()
-            suspects, old = self._claim_in_table(ids)
+            return self._claim_in_table(kinds, txs)
         else:  # spread, in the BitMap: claimed as they come
             suspects, old = self._add_checked(ids.tolist())
         marked = mark_duplicates(kinds, txs, money, suspects, old) if suspects else 0
@@ -132,22 +162,23 @@ class Claims:
             self._max_claimed = hi
         return marked
 
-    def _claim_in_table(self, txs: np.ndarray) -> tuple[set[int], set[int]]:
-        """Table mode: claim ``txs`` in :attr:`table`; return ``(suspects, old)`` as
-        :meth:`_add_checked` does. Once the table is crowded, or if ``txs``
-        would take it past :data:`TABLE_CLAIMS` ids (then ``txs`` are claimed
-        in the BitMap), the ids move to the BitMap and table mode ends."""
+    def _claim_in_table(self, kinds: np.ndarray, txs: np.ndarray) -> int:
+        """Table mode: claim the chunk in :attr:`table`, as :meth:`claim`. Once the
+        table is crowded, or if the chunk's rows could take it past
+        :data:`TABLE_CLAIMS` ids (then the chunk is claimed in the BitMap), the
+        ids move to the BitMap and table mode ends."""
         table = self.table
         full = len(table) + len(txs) > TABLE_CLAIMS  # checked first: the table never doubles past it
-        if not full:
-            suspects, old = table.claim(txs)
+        marked = 0 if full else table.claim(kinds, txs)
         if full or table.crowded:
-            self.claimed = BitMap(array("I", table.ids().tobytes()))
+            held = table.ids()
+            self.claimed = BitMap(array("I", held.tobytes()))
+            self._max_claimed = int(held[-1]) if held.size else -1
             self.table = None
             self._table_done = True  # for good: crafted ids would crowd a new table again
         if full:
-            suspects, old = self._add_checked(txs.tolist())
-        return suspects, old
+            marked = self.claim(kinds, txs)
+        return marked
 
     def _add_checked(self, txs: list[int]) -> tuple[set[int], set[int]]:
         """Claim ``txs`` in their order with C-level passes of roaring's
@@ -178,189 +209,3 @@ class Claims:
         else:  # one pass over the chunk
             times_in_chunk = Counter(compress(txs, map(times_met.__contains__, txs)))
         return set(times_met), {tx for tx, n in times_met.items() if n == times_in_chunk[tx]}
-
-
-def distinct_ids(ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, set[int]]:
-    """``(distinct, repeated)`` of ``ids`` (tx ids 0..2**32-1, any order): the ids
-    sorted, each once, as a new u32 array; and the ids that occur more than once.
-
-    Raises:
-        OverflowError: an id outside 0..2**32-1, with numpy 2 (numpy 1.24-1.26
-            warns and wraps it); decode never lets one through.
-    """
-    distinct = np.array(ids, _U32)
-    distinct.sort()
-    first = np.empty(distinct.size, bool)  # first occurrence of each id in sorted order
-    first[:1] = True
-    np.not_equal(distinct[1:], distinct[:-1], out=first[1:])
-    if first.all():
-        return distinct, set()
-    return distinct[first], set(distinct[1:][~first[1:]].tolist())
-
-
-def mark_duplicates(kinds: np.ndarray, txs: np.ndarray, money: np.ndarray, suspects: Collection[int],
-                    old: Collection[int]) -> int:
-    """Add ``DUPLICATE`` to the kind of each deposit/withdrawal (``money``: bool a
-    row) whose id is in ``old`` (claimed before the chunk), or is in
-    ``suspects`` and met on an earlier line of the chunk (SPEC "Transactions":
-    the first claims it); return how many it marked. Visits only the rows of
-    suspect ids, in line order."""
-    rows = np.flatnonzero(money & np.isin(txs, np.fromiter(suspects, _U32, len(suspects))))
-    seen: set[int] = set()
-    marked = 0
-    for i, tx in zip(rows.tolist(), txs[rows].tolist()):
-        if tx in old or tx in seen:
-            kinds[i] += DUPLICATE
-            marked += 1
-        else:
-            seen.add(tx)
-    return marked
-
-
-class ClaimTable:
-    """Claimed tx ids (u32) in a numpy open-addressing table, claimed a chunk at a time.
-
-    Layout: :attr:`table` is a numpy u32 array of ``2**bits`` slots; 0 marks an
-    empty slot, so id 0 is a flag of its own (:attr:`zero`). An id's home is
-    the top ``bits`` bits of ``id * 2654435769 mod 2**32`` (Fibonacci hashing:
-    consecutive and strided ids land far apart); a probe walks up from its
-    home, wrapping, to the id or to the first empty slot. Ids are never
-    removed. The table is at most half full: past that it doubles and every
-    id is placed again.
-
-    Args:
-        ids: ids claimed before: ints 0..2**32-1 in any order, e.g. a BitMap's
-            ``to_array()`` (an ``array('I')``, read as a buffer).
-
-    Attributes:
-        table: numpy u32 array of ``2**bits`` slots, 0 for empty.
-        zero: whether id 0 is claimed.
-        crowded: set once a :meth:`claim` needed more than
-            :data:`CROWDED_ROUNDS` probe rounds.
-    """
-
-    def __init__(self, ids: Sequence[int] | array = ()) -> None:
-        self.bits = _FIRST_BITS
-        self.table = np.zeros(1 << self.bits, _U32)
-        self.count = 0  # nonzero ids in the table
-        self.zero = False
-        self.crowded = False
-        start = np.unique(np.array(ids, _U32))
-        if start.size:
-            if start[0] == 0:
-                self.zero, start = True, start[1:]
-            self._make_room(start.size)
-            self._place(start)
-
-    def __len__(self) -> int:
-        """How many ids are claimed."""
-        return self.count + self.zero
-
-    def __contains__(self, tx: int) -> bool:
-        """Whether ``tx`` (an int 0..2**32-1) is claimed; a plain probe, for tests and checks."""
-        if tx == 0:
-            return self.zero
-        table, mask = self.table, (1 << self.bits) - 1
-        slot = (tx * int(_FIBONACCI) & 0xFFFFFFFF) >> (32 - self.bits)
-        while True:
-            held = int(table[slot])
-            if held == tx:
-                return True
-            if held == 0:
-                return False
-            slot = (slot + 1) & mask
-
-    def ids(self) -> np.ndarray:
-        """The claimed ids as a sorted numpy u32 array (``len(self)`` of them)."""
-        held = np.sort(self.table[self.table != 0])
-        return np.concatenate((np.zeros(1, _U32), held)) if self.zero else held
-
-    def claim(self, txs: Sequence[int] | np.ndarray) -> tuple[set[int], set[int]]:
-        """Claim a chunk's ids; say which were met again.
-
-        Args:
-            txs: the chunk's deposit/withdrawal ids in line order (ints
-                0..2**32-1, decode has checked the range; at least one).
-
-        Returns:
-            ``(suspects, old)``: ``old``, the ids claimed before this chunk;
-            ``suspects``, those and every id repeated inside ``txs``. The
-            reader marks the duplicate rows from them (SPEC "Transactions").
-
-        Raises:
-            OverflowError: as :func:`distinct_ids`.
-        """
-        chunk, repeated = distinct_ids(txs)
-        old: set[int] = set()
-        if chunk[0] == 0:
-            if self.zero:
-                old.add(0)
-            self.zero, chunk = True, chunk[1:]
-        self._make_room(chunk.size)
-        met, rounds = self._place(chunk)
-        if rounds > CROWDED_ROUNDS:
-            self.crowded = True
-        old.update(met)
-        return (old | repeated if repeated else old), old
-
-    def _make_room(self, more: int) -> None:
-        """Double the table until ``more`` new ids keep it at most half full; place every id again.
-
-        The old table is read a slice of :data:`_REHASH_SLOTS` at a time, so
-        the peak is the two tables and a few MB of probe state (placing 4M
-        ids at once held ~20 bytes an id more)."""
-        if (self.count + more) * 2 <= 1 << self.bits:
-            return
-        old = self.table
-        while (self.count + more) * 2 > 1 << self.bits:
-            self.bits += 1
-        self.table = np.zeros(1 << self.bits, _U32)
-        self.count = 0
-        for start in range(0, old.size, _REHASH_SLOTS):
-            piece = old[start:start + _REHASH_SLOTS]
-            self._place(piece[piece != 0])
-
-    def _place(self, keys: np.ndarray) -> tuple[list[int], int]:
-        """Put ``keys`` (distinct nonzero u32) in the table; return the ones it
-        already held and how many probe rounds it took.
-
-        Each round gathers the slot of every key still unplaced: a key that
-        finds itself is met; keys that find an empty slot all write to it and
-        read back, and the one whose write stayed (numpy keeps one of them) is placed;
-        the rest step one slot on. Room for them all was made beforehand.
-        """
-        table, mask = self.table, (1 << self.bits) - 1
-        slots = ((keys * _FIBONACCI) >> _U32(32 - self.bits)).astype(np.intp)
-        met: list[int] = []
-        placed = keys.size
-        rounds = 0
-        while keys.size >= _LOOSE:
-            rounds += 1
-            held = table[slots]
-            done = held == keys
-            if done.any():
-                met += keys[done].tolist()
-            empty = held == 0
-            targets, wanting = slots[empty], keys[empty]
-            table[targets] = wanting
-            done[empty] = table[targets] == wanting
-            unplaced = ~done
-            keys, slots = keys[unplaced], slots[unplaced]
-            slots += 1
-            slots &= mask
-        longest = 0
-        for key, slot in zip(keys.tolist(), slots.tolist()):
-            steps = 0
-            while True:
-                held = int(table[slot])
-                if held == key:
-                    met.append(key)
-                    break
-                if held == 0:
-                    table[slot] = key
-                    break
-                slot = (slot + 1) & mask
-                steps += 1
-            longest = max(longest, steps)
-        self.count += placed - len(met)
-        return met, rounds + longest

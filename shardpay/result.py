@@ -201,7 +201,7 @@ def stats_dict(results: dict[str, dict], workers: int, decoders: int, counts: di
             for k, d in enumerate(ds)
         ],
         "sequencer": {
-            **_process(seq), "rows": rows, "duplicates": seq["duplicates"],
+            **_process(seq), "rows": rows, "duplicates": seq["duplicates"], "claims": seq["claims"],
             "route_seconds": round(seq["route_seconds"], 3),
             "route_rows_per_second": _rate(rows - seq["invalid"], seq["route_seconds"]),
             "waiting_on_decoders_seconds": round(seq["waiting_seconds"], 3),

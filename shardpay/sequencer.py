@@ -52,9 +52,10 @@ class Sequencer:
     def __init__(self, workers: int) -> None:
         import numpy as np
 
-        from .claims import Claims
+        from .claims import CLAIMS, Claims
 
         self._np = np
+        self._claims_twin = CLAIMS
         self.workers = workers
         self._shard_map = np.frombuffer(shard_of(workers), np.uint8)
         self.claims = Claims()
@@ -103,8 +104,9 @@ class Sequencer:
         return frames
 
     def figures(self, waiting_seconds: float, blocked_seconds: float) -> dict:
-        """The sequencer's stage figures, as ``--stats`` takes them (:func:`shardpay.result.stats_dict`)."""
-        return {"rows": self.rows, "invalid": self.invalid, "duplicates": self.duplicates,
+        """The sequencer's stage figures, as ``--stats`` takes them (:func:`shardpay.result.stats_dict`);
+        ``claims`` names the claim table's twin that ran (:data:`shardpay.claims.CLAIMS`)."""
+        return {"rows": self.rows, "invalid": self.invalid, "duplicates": self.duplicates, "claims": self._claims_twin,
                 "shard_rows": self.shard_rows, "route_seconds": self.route_seconds,
                 "waiting_seconds": waiting_seconds, "blocked_seconds": blocked_seconds}
 

@@ -1,21 +1,25 @@
-"""The global tx-id claim (``shardpay.claims``).
+"""The global tx-id claim (``shardpay.claims``) and its claim table's twins.
 
 ``Claims`` claims chunk-sized blocks in line order: with BitMap operations,
-or in the numpy claim table in table mode (spread ids early in a file, up to
+or in the claim table in table mode (spread ids early in a file, up to
 ``TABLE_CLAIMS`` ids); only the rows of an id claimed earlier, or repeated
 inside the block, are visited one by one. Whatever the mix, whichever mode,
-and however the block is split into shards, the marks must equal a plain
-set's, in file order.
+whichever table twin, and however the block is split into shards, the marks
+must equal a plain set's, in file order.
 
-``ClaimTable`` is a numpy open-addressing table of u32 ids, 0 for empty (id 0
-is a flag), placed a chunk at a time in vector probe rounds. Whatever the ids
-(repeated inside a chunk, claimed chunks before, 0 and 2**32-1, sharing a
+``ClaimTable`` is an open-addressing table of u32 ids, 0 for empty (id 0 is a
+flag), with two twins: ``shardpay._claims`` (compiled, one pass over the
+rows) and ``shardpay._claims_py`` (numpy, vector probe rounds). Whatever the
+ids (repeated inside a chunk, claimed chunks before, 0 and 2**32-1, sharing a
 home slot, probing past the table's end, enough to double the table), each
-chunk's answer must be a plain set's: ``old`` the ids claimed before it,
-``suspects`` those plus the ids it repeats.
+twin's marks must be a plain set's in line order, its claimed ids the set's,
+and the two twins must agree with each other.
 """
 
+import os
 import random
+import subprocess
+import sys
 from array import array
 
 import numpy as np
@@ -23,9 +27,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shardpay import claims
-from shardpay.claims import CROWDED_ROUNDS, Claims, ClaimTable, mark_duplicates
-from shardpay.codes import DEPOSIT, DISPUTE, DUPLICATE
+from shardpay import _claims_py, claims
+from shardpay._claims_py import CROWDED_ROUNDS
+from shardpay.claims import Claims, mark_duplicates
+from shardpay.codes import CHARGEBACK, DEPOSIT, DISPUTE, DUPLICATE, RESOLVE, WITHDRAWAL
 from tests.frame_helpers import columns_of
 from shardpay.decode import Deposit, Dispute, Withdrawal
 from shardpay.frames import shard_frames, unpack_frame
@@ -33,6 +38,26 @@ from shardpay.frames import shard_frames, unpack_frame
 U32_MAX = 2**32 - 1
 FIBONACCI = 2654435769
 INVERSE = pow(FIBONACCI, -1, 2**32)
+TWINS = ("compiled", "python")
+
+
+def twin(name):
+    """The ``ClaimTable`` class of twin ``name``; skips (fails under CI) a compiled one not built."""
+    if name == "python":
+        return _claims_py.ClaimTable
+    try:
+        from shardpay._claims import ClaimTable
+    except ImportError as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI builds the compiled claim table, but shardpay._claims does not import: {err}")
+        pytest.skip(f"the compiled claim table is not built ({err}): pip install -e . with a C compiler")
+    return ClaimTable
+
+
+@pytest.fixture(params=TWINS)
+def table_cls(request):
+    """Each twin's ``ClaimTable`` class in turn."""
+    return twin(request.param)
 
 
 def home_at(bits, slot, n):
@@ -41,14 +66,30 @@ def home_at(bits, slot, n):
     return [(base + j) * INVERSE % 2**32 for j in range(1, n + 1)]
 
 
-def check(table, model, chunk):
-    """Claim ``chunk`` in ``table`` and in the set ``model``; the answers must agree."""
-    old = {tx for tx in chunk if tx in model}
-    repeated = {tx for tx in chunk if chunk.count(tx) > 1}
-    assert table.claim(chunk) == (old | repeated, old)
-    model.update(chunk)
+def chunk_of(txs, kinds=None):
+    """A chunk's ``(kinds, txs)`` columns (u8, u32), every row a deposit unless ``kinds`` says."""
+    kinds = [DEPOSIT] * len(txs) if kinds is None else kinds
+    return np.array(kinds, np.uint8), np.array(txs, np.uint32)
+
+
+def check(table, model, txs, kinds=None):
+    """Claim a chunk in ``table`` and in the set ``model`` in line order; the marks, the
+    count marked, the claimed ids and how many are new must agree. Returns the marked kinds."""
+    k, t = chunk_of(txs, kinds)
+    want = k.copy()
+    before = len(model)
+    for i, (kind, tx) in enumerate(zip(k.tolist(), t.tolist())):
+        if kind <= WITHDRAWAL:
+            if tx in model:
+                want[i] += DUPLICATE
+            model.add(tx)
+    length = len(table)
+    assert table.claim(k, t) == int((want >= DUPLICATE).sum())
+    assert k.tolist() == want.tolist()
+    assert len(table) - length == len(model) - before  # the new ids
     assert len(table) == len(model)
     assert 2 * table.count <= table.table.size  # at most half full
+    return k
 
 
 ids = st.one_of(
@@ -57,26 +98,41 @@ ids = st.one_of(
     st.sampled_from([U32_MAX, U32_MAX - 1, 1, 2**31]),
     st.sampled_from(home_at(16, 0, 30) + home_at(16, 2**16 - 1, 30)),  # one home, and the last slot
 )
+kinds = st.sampled_from([DEPOSIT, DEPOSIT, WITHDRAWAL, DISPUTE, RESOLVE, CHARGEBACK])
+chunks = st.lists(st.lists(st.tuples(kinds, ids), min_size=0, max_size=60), min_size=1, max_size=30)
 
 
-@given(st.lists(st.lists(ids, min_size=1, max_size=60), min_size=1, max_size=30),
-       st.lists(st.integers(0, U32_MAX), max_size=50, unique=True))
-def test_claims_agree_with_a_plain_set(chunks, start):
-    table, model = ClaimTable(array("I", start)), set(start)
-    assert len(table) == len(model)
+@given(chunks, st.lists(st.integers(0, U32_MAX), max_size=50, unique=True))
+def test_each_twin_agrees_with_a_plain_set(chunks, start):
+    for name in TWINS:
+        table_cls = twin(name)
+        table, model = table_cls(array("I", start)), set(start)
+        assert len(table) == len(model)
+        for chunk in chunks:
+            check(table, model, [tx for _, tx in chunk], [kind for kind, _ in chunk])
+        assert table.ids().tolist() == sorted(model)
+        assert all(tx in table for tx in model)
+        assert not any(tx in table for tx in (3, 2**32 - 3, 123456789) if tx not in model)
+
+
+@given(chunks)
+def test_the_twins_agree_with_each_other(chunks):
+    """Same marks, same claimed ids, same counts, chunk after chunk."""
+    tables = [twin(name)() for name in TWINS]
     for chunk in chunks:
-        check(table, model, chunk)
-    assert table.ids().tolist() == sorted(model)
-    assert all(tx in table for tx in model)
-    assert not any(tx in table for tx in (3, 2**32 - 3, 123456789) if tx not in model)
+        answers = []
+        for table in tables:
+            k, t = chunk_of([tx for _, tx in chunk], [kind for kind, _ in chunk])
+            answers.append((table.claim(k, t), k.tolist(), len(table), table.ids().tolist()))
+        assert answers[0] == answers[1]
 
 
-def test_ids_sharing_a_home_probe_past_the_end_and_wrap():
+def test_ids_sharing_a_home_probe_past_the_end_and_wrap(table_cls):
     """Ids whose home is the last slot fill it and wrap to the first slots; every
-    one is found again, in vector rounds (a chunk of them) and one by one (a few)."""
-    table, model = ClaimTable(), set()
+    one is found again, whether met in the same chunk or chunks later."""
+    table, model = table_cls(), set()
     last = home_at(table.bits, (1 << table.bits) - 1, 40)
-    check(table, model, last[:30])  # vector rounds, then the loose ones
+    check(table, model, last[:30])
     # one kept its home, the last slot; the 29 others wrapped to the first slots
     assert set(table.table[:29].tolist()) | {int(table.table[-1])} == set(last[:30])
     check(table, model, last[25:] + last[:3])  # met again, both ways, and new ones
@@ -85,11 +141,12 @@ def test_ids_sharing_a_home_probe_past_the_end_and_wrap():
 
 
 @pytest.mark.parametrize("rehash_slots", [1 << 20, 4096])
-def test_random_chunks_grow_the_table_and_stay_exact(rehash_slots, monkeypatch):
-    """Growth places every id again, the old table read whole or in slices."""
-    monkeypatch.setattr(claims, "_REHASH_SLOTS", rehash_slots)
+def test_random_chunks_grow_the_table_and_stay_exact(table_cls, rehash_slots, monkeypatch):
+    """Growth places every id again (the pure twin reads the old table whole or in
+    slices); random ids at up to half full never crowd the table."""
+    monkeypatch.setattr(_claims_py, "_REHASH_SLOTS", rehash_slots)
     rng = np.random.default_rng(7)
-    table, model = ClaimTable(), set()
+    table, model = table_cls(), set()
     for _ in range(60):
         chunk = rng.integers(0, 2**32, 2400, dtype=np.uint32).tolist()
         chunk += chunk[:3]  # repeated inside the chunk
@@ -100,32 +157,76 @@ def test_random_chunks_grow_the_table_and_stay_exact(rehash_slots, monkeypatch):
     assert np.array_equal(table.ids(), np.array(sorted(model), np.uint32))
 
 
-def test_a_chunk_of_ids_sharing_a_home_marks_the_table_crowded():
-    """More ids with one home than CROWDED_ROUNDS take a round each: the table says
-    so (the reader then leaves table mode) and its answers stay exact."""
-    table, model = ClaimTable(), set()
+def test_a_chunk_of_ids_sharing_a_home_marks_the_table_crowded(table_cls):
+    """Many ids with one home make a run of taken slots each new one walks: past the
+    twin's bound (CROWDED_ROUNDS probe rounds for the pure twin, CROWDED_STEPS
+    steps an id for the compiled one) the table says so (``Claims`` then leaves
+    table mode), and its answers stay exact."""
+    table, model = table_cls(), set()
     check(table, model, home_at(16, 5, CROWDED_ROUNDS // 2))
     assert not table.crowded
-    check(table, model, home_at(16, 5, CROWDED_ROUNDS + 20))
+    repeat = home_at(16, 5, 3)
+    check(table, model, home_at(16, 5, CROWDED_ROUNDS + 20) + repeat)
     assert table.crowded
+    check(table, model, repeat + [7])  # still exact once crowded
 
 
-def test_id_zero_is_a_flag_of_its_own():
-    table = ClaimTable(array("I", [0, 9]))
+def test_id_zero_is_a_flag_of_its_own(table_cls):
+    table = table_cls(array("I", [0, 9]))
     assert len(table) == 2 and 0 in table and table.ids().tolist() == [0, 9]
-    assert table.claim([0, 5, 0]) == ({0}, {0})
-    assert table.claim([U32_MAX, U32_MAX]) == ({U32_MAX}, set())
+    model = {0, 9}
+    assert check(table, model, [0, 5, 0]).tolist() == [DEPOSIT + DUPLICATE, DEPOSIT, DEPOSIT + DUPLICATE]
+    assert check(table, model, [U32_MAX, U32_MAX]).tolist() == [DEPOSIT, DEPOSIT + DUPLICATE]
     assert table.ids().tolist() == [0, 5, 9, U32_MAX]
+    fresh = table_cls()
+    assert check(fresh, set(), [5, 0, 0], [DISPUTE, DEPOSIT, WITHDRAWAL]).tolist() == [
+        DISPUTE, DEPOSIT, WITHDRAWAL + DUPLICATE]
+    assert 0 in fresh and 5 not in fresh  # a dispute claims nothing
+
+
+def test_rows_that_claim_nothing_leave_the_table_unchanged(table_cls):
+    """Disputes, resolves and chargebacks neither claim their id nor are marked."""
+    table, model = table_cls(), set()
+    check(table, model, [10, 10, 10], [DISPUTE, RESOLVE, CHARGEBACK])
+    assert len(table) == 0
+    check(table, model, [], [])
+    check(table, model, [10, 10, 11], [DISPUTE, WITHDRAWAL, DISPUTE])
+    assert len(table) == 1
+
+
+def test_kinds_and_txs_of_unequal_length_are_refused(table_cls):
+    table = table_cls()
+    with pytest.raises(ValueError, match="3 kinds but 2 tx ids"):
+        table.claim(np.zeros(3, np.uint8), np.ones(2, np.uint32))
+    assert len(table) == 0
+
+
+@pytest.mark.parametrize("env, picked", [({}, "compiled"), ({"SHARDPAY_CLAIMS": "python"}, "python"),
+                                         ({"SHARDPAY_NO_EXTENSIONS": "1"}, "python"),
+                                         ({"SHARDPAY_CLAIMS": "compiled"}, "compiled")])
+def test_the_claims_pick_the_twin_the_environment_asks_for(env, picked):
+    twin("compiled")
+    clean = {k: v for k, v in os.environ.items() if k not in ("SHARDPAY_CLAIMS", "SHARDPAY_NO_EXTENSIONS")}
+    r = subprocess.run([sys.executable, "-c", "import shardpay.claims as c; print(c.CLAIMS, c.ClaimTable.__module__)"],
+                       capture_output=True, text=True, env={**clean, **env})
+    assert r.stdout.split() == [picked, "shardpay._claims" if picked == "compiled" else "shardpay._claims_py"], r.stderr
+
+
+def test_an_unknown_choice_is_refused():
+    r = subprocess.run([sys.executable, "-c", "import shardpay.claims"], capture_output=True, text=True,
+                       env={**os.environ, "SHARDPAY_CLAIMS": "fast"})
+    assert r.returncode != 0 and "SHARDPAY_CLAIMS must be" in r.stderr
 
 
 MODES = ["table", "bitmap", "table-then-bitmap"]
 
 
 @pytest.fixture(params=MODES)
-def mode(request, monkeypatch):
+def mode(request, monkeypatch, table_cls):
     """Which claim set spread ids meet: table mode (the default early in a file), the
     BitMap only (as after ``TABLE_ENTRY`` rising ids), or table mode that moves to
-    the BitMap after a few hundred ids (``TABLE_CLAIMS``)."""
+    the BitMap after a few hundred ids (``TABLE_CLAIMS``); the table of each twin."""
+    monkeypatch.setattr(claims, "ClaimTable", table_cls)
     if request.param == "bitmap":
         monkeypatch.setattr(claims, "TABLE_ENTRY", -1)
     elif request.param == "table-then-bitmap":
@@ -241,8 +342,7 @@ def test_spread_ids_claimed_before_and_repeated_in_one_chunk(shards, mode):
     second = [Deposit(k, tx, 1) for k, tx in enumerate(spread[32:], start=100)]
     second[3:3] = [Withdrawal(7, new, 1), Deposit(8, old, 1), Dispute(9, old), Deposit(10, new, 1)]
     second += [Withdrawal(11, old, 1), Deposit(12, new, 1)]
-    reader = _check([first, second], shards)
-    assert reader._max_claimed == max(spread)
+    _check([first, second], shards)
 
 
 @pytest.mark.parametrize("shards", [1, 2])
@@ -256,12 +356,13 @@ def test_a_spread_chunk_sent_twice_is_all_duplicates(shards, mode):
     assert claimed(reader) == {r.tx for r in first}
 
 
-def test_table_mode_only_when_spread_ids_come_early(monkeypatch):
+def test_table_mode_only_when_spread_ids_come_early(monkeypatch, table_cls):
     """A spread chunk after more than TABLE_ENTRY rising ids stays in the BitMap, and
     so does a mostly rising chunk with one stray low id; a chunk of random ids
     early moves the claims to the table, the earlier ones too, and a chunk after
     it is claimed in the table."""
     monkeypatch.setattr(claims, "TABLE_ENTRY", 100)
+    monkeypatch.setattr(claims, "ClaimTable", table_cls)
     rng = random.Random(4)
     high = 4 * 10**9  # so that random ids are mostly below the largest claim
     rising = [Deposit(1, tx, 1) for tx in range(high, high + 101)]  # 101 ids: past TABLE_ENTRY
@@ -281,10 +382,11 @@ def test_table_mode_only_when_spread_ids_come_early(monkeypatch):
     assert claim(early, [Deposit(5, first[1].tx, 1)]) == [DEPOSIT + DUPLICATE]
 
 
-def test_a_crowded_table_hands_the_claims_to_the_bitmap():
+def test_a_crowded_table_hands_the_claims_to_the_bitmap(monkeypatch, table_cls):
     """Ids crafted to share one home slot in the claim table (more than
     CROWDED_ROUNDS of them in a chunk) end table mode: every claim so far moves to
     the BitMap, and the marks stay exact before, at and after the move."""
+    monkeypatch.setattr(claims, "ClaimTable", table_cls)
     rng = random.Random(9)
     spread = [Deposit(1, rng.randrange(2**32), 1) for _ in range(200)]
     inverse = pow(2654435769, -1, 2**32)
@@ -292,6 +394,8 @@ def test_a_crowded_table_hands_the_claims_to_the_bitmap():
     crowd = [Deposit(2, tx, 1) for tx in crafted] + [Withdrawal(3, spread[0].tx, 1)]
     reader = _check([spread[:100], spread[100:], crowd])
     assert reader.table is None and len(reader.claimed) == 200 + len(crafted)
+    # the largest id claimed in the table, alone: not taken for a new rising id
+    assert claim(reader, [Deposit(4, max(claimed(reader)), 1)]) == [DEPOSIT + DUPLICATE]
     again = [Deposit(4, crafted[5], 1), Deposit(4, spread[150].tx, 1), Deposit(4, 12345, 1)]
     assert claim(reader, again) == [DEPOSIT + DUPLICATE, DEPOSIT + DUPLICATE, DEPOSIT]
     # for good: a spread chunk, with few enough claims to enter table mode, stays
@@ -302,24 +406,23 @@ def test_a_crowded_table_hands_the_claims_to_the_bitmap():
     assert reader.table is None
 
 
-def test_the_table_never_holds_more_than_table_claims(monkeypatch):
-    """A chunk that would take the table past TABLE_CLAIMS ids is claimed in the
-    BitMap, after every earlier id moved there: the table never grows past it."""
+def test_the_table_never_holds_more_than_table_claims(monkeypatch, table_cls):
+    """A chunk whose rows could take the table past TABLE_CLAIMS ids is claimed in
+    the BitMap, after every earlier id moved there: the table never grows past it."""
     monkeypatch.setattr(claims, "TABLE_CLAIMS", 250)
-    sizes = []
-    real_claim = ClaimTable.claim
-
-    def claim_and_measure(table, txs):
-        answer = real_claim(table, txs)
-        sizes.append(len(table))
-        return answer
-
-    monkeypatch.setattr(ClaimTable, "claim", claim_and_measure)
+    monkeypatch.setattr(claims, "ClaimTable", table_cls)
     rng = random.Random(11)
     blocks = [[Deposit(1, rng.randrange(2**32), 1) for _ in range(100)] for _ in range(4)]
     blocks.append([Withdrawal(2, blocks[1][3].tx, 1), Deposit(2, blocks[3][0].tx, 1)])
-    reader = _check(blocks)
-    assert sizes == [200] and reader.table is None  # the first chunk is claimed as rising
+    reader = Claims()
+    sizes, seen = [], set()
+    for block in blocks:
+        want = [row.kind + DUPLICATE * (row.tx in seen) for row in block]
+        seen.update(row.tx for row in block)
+        assert claim(reader, block) == want
+        sizes.append(None if reader.table is None else len(reader.table))
+    assert sizes == [None, 200, None, None, None]  # the first chunk is claimed as rising
+    assert claimed(reader) == seen
 
 
 def test_duplicates_are_marked_in_line_order_on_money_rows_only():

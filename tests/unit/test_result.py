@@ -25,7 +25,7 @@ def stages(rows, invalid, decoded=None):
     return {"reader": {"bytes": 1000, "chunks": 3, "read_seconds": 0.01, "blocked_seconds": 0.0},
             "decoder 0": {**process, "pid": 3, "rows": rows if decoded is None else decoded, "invalid": invalid,
                           "chunks": 3, "decode_seconds": 0.5, "waiting_seconds": 0.0, "blocked_seconds": 0.0},
-            "sequencer": {**process, "pid": 2, "rows": rows, "invalid": invalid, "duplicates": 0,
+            "sequencer": {**process, "pid": 2, "rows": rows, "invalid": invalid, "duplicates": 0, "claims": "python",
                           "shard_rows": [3, 4], "route_seconds": 0.25, "waiting_seconds": 0.0,
                           "blocked_seconds": 0.0}}
 
@@ -47,7 +47,7 @@ def test_a_run_accounts_for_every_row():
         assert stats["parent"]["pid"] == os.getpid()
         assert stats["cpu_seconds_total"] == pytest.approx(stats["parent"]["cpu_seconds"] + 3.0)
         assert stats["decoders"] == 1 and stats["decoders_detail"][0]["decode_rows_per_second"] == 16
-        assert stats["ledger"] == "python"
+        assert stats["ledger"] == "python" and stats["sequencer"]["claims"] == "python"
         assert result.account_list() == [Account(1, 5, 0, False), Account(2, 0, 0, False)]
         assert result.account_list()[0].csv_line() == "1,0.0005,0.0000,0.0005,false\n"
         assert list(result.rejects()) == []
