@@ -44,7 +44,6 @@ one. :data:`CLAIMS` says which.
 
 from __future__ import annotations
 
-import os
 from array import array
 from collections import Counter, deque
 from itertools import compress
@@ -54,6 +53,7 @@ from pyroaring import BitMap
 
 from ._claims_py import distinct_ids, mark_duplicates
 from .codes import WITHDRAWAL
+from .twins import pick
 
 __all__ = ["CLAIMS", "ENV", "TABLE_CLAIMS", "TABLE_ENTRY", "ClaimTable", "Claims", "distinct_ids",
            "mark_duplicates"]
@@ -62,32 +62,8 @@ ENV = "SHARDPAY_CLAIMS"
 """The environment variable that picks the claim table: ``python``, ``compiled``, or unset."""
 
 
-def _pick_table():  # type: ignore[no-untyped-def]
-    """The compiled ``ClaimTable`` and ``"compiled"``, or the pure twin's and ``"python"``
-    when ``SHARDPAY_CLAIMS=python`` (or ``SHARDPAY_NO_EXTENSIONS`` set) asks for it
-    or the extension is not built.
-
-    Raises:
-        ImportError: ``SHARDPAY_CLAIMS=compiled`` and the extension is not built,
-            or ``SHARDPAY_CLAIMS`` is none of ``python``, ``compiled``, empty.
-    """
-    choice = os.environ.get(ENV) or ("python" if os.environ.get("SHARDPAY_NO_EXTENSIONS") else "")
-    if choice not in ("", "python", "compiled"):
-        raise ImportError(f"{ENV} must be 'python', 'compiled' or unset, got {choice!r}")
-    if choice != "python":
-        try:
-            from ._claims import ClaimTable as compiled  # type: ignore[import-not-found]
-        except ImportError:
-            if choice == "compiled":
-                raise
-        else:
-            return compiled, "compiled"
-    from ._claims_py import ClaimTable as pure
-
-    return pure, "python"
-
-
-ClaimTable, CLAIMS = _pick_table()
+_twin, CLAIMS = pick("claims", ENV)
+ClaimTable = _twin.ClaimTable
 """The claim table of table mode (see :class:`shardpay._claims_py.ClaimTable`).
 ``CLAIMS`` says which twin runs: ``"compiled"`` or ``"python"``."""
 

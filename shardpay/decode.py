@@ -30,7 +30,6 @@ Line numbers are physical line numbers (counted by LF) of the input file.
 from __future__ import annotations
 
 import csv
-import os
 import re
 import threading
 from collections.abc import Sequence
@@ -44,6 +43,7 @@ from .codes import CHARGEBACK, DEPOSIT, DISPUTE, KIND_NAMES, RESOLVE, WITHDRAWAL
 from .errors import InputError
 from .money import MAX_UNITS, clip, parse_amount
 from .rejects import Reject
+from .twins import pick
 
 __all__ = [
     "NORMALIZER",
@@ -62,25 +62,8 @@ __all__ = [
 ]
 
 
-def _pick_normalizer():  # type: ignore[no-untyped-def]
-    """The compiled normaliser and ``"compiled"``, or the pure twin and ``"python"`` when
-    ``SHARDPAY_NORMALIZE=python`` (or ``SHARDPAY_NO_EXTENSIONS`` set) asks for it or the
-    extension is not built; ``SHARDPAY_NORMALIZE=compiled`` makes a missing one an ImportError."""
-    choice = os.environ.get("SHARDPAY_NORMALIZE") or ("python" if os.environ.get("SHARDPAY_NO_EXTENSIONS") else "")
-    if choice != "python":
-        try:
-            from ._normalize import normalize as compiled  # type: ignore[import-not-found]
-        except ImportError:
-            if choice == "compiled":
-                raise
-        else:
-            return compiled, "compiled"
-    from ._normalize_py import normalize as pure
-
-    return pure, "python"
-
-
-normalize, NORMALIZER = _pick_normalizer()
+_twin, NORMALIZER = pick("normalize", "SHARDPAY_NORMALIZE")
+normalize = _twin.normalize
 """``normalize(block) -> (json, marks, fast)``: see :mod:`shardpay._normalize_py`.
 ``NORMALIZER`` says which twin runs: ``"compiled"`` or ``"python"``."""
 

@@ -10,7 +10,8 @@ Two modules with one interface, the same rejects and the same bytes out
 This module picks one when it is first imported and re-exports it:
 ``SHARDPAY_LEDGER=python`` forces the pure twin, ``SHARDPAY_LEDGER=compiled``
 the compiled one (an ``ImportError`` if it was not built); unset or empty,
-the compiled one if it imports, else the pure one. :data:`LEDGER` says which.
+the compiled one if it imports, else the pure one (:func:`shardpay.twins.pick`).
+:data:`LEDGER` says which.
 
 Interface (both twins): ``Ledger()``; ``apply_frame(frame) -> int`` (a data
 frame of :mod:`shardpay.frames`, any bytes-like; the rows it rejected;
@@ -23,31 +24,13 @@ frame of :mod:`shardpay.frames`, any bytes-like; the rows it rejected;
 
 from __future__ import annotations
 
-import os
+from .twins import pick
 
 __all__ = ["ENV", "LEDGER", "REJECT_FIELDS", "Ledger", "check_frame"]
 
 ENV = "SHARDPAY_LEDGER"
 """The environment variable that picks the ledger: ``python``, ``compiled``, or unset."""
 
-_choice = os.environ.get(ENV, "")
-if _choice not in ("", "python", "compiled"):
-    raise ImportError(f"{ENV} must be 'python', 'compiled' or unset, got {_choice!r}")
-
-if _choice == "python":
-    from ._ledger_py import REJECT_FIELDS, Ledger, check_frame
-
-    LEDGER = "python"
-elif _choice == "compiled":
-    from ._ledger import REJECT_FIELDS, Ledger, check_frame  # type: ignore[no-redef]
-
-    LEDGER = "compiled"
-else:
-    try:
-        from ._ledger import REJECT_FIELDS, Ledger, check_frame  # type: ignore[no-redef]
-
-        LEDGER = "compiled"
-    except ImportError:
-        from ._ledger_py import REJECT_FIELDS, Ledger, check_frame  # type: ignore[no-redef]
-
-        LEDGER = "python"
+_twin, LEDGER = pick("ledger", ENV)
+"""Which twin runs: ``"compiled"`` or ``"python"``."""
+REJECT_FIELDS, Ledger, check_frame = _twin.REJECT_FIELDS, _twin.Ledger, _twin.check_frame
