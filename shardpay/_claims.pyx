@@ -61,17 +61,10 @@ cdef inline uint32_t home(uint32_t tx, int bits) nogil:
 cdef class ClaimTable:
     """Claimed tx ids (u32) in an open-addressing table, claimed a chunk at a time.
 
-    Args:
-        ids: ids claimed before: ints 0..2**32-1 in any order, e.g. a BitMap's
-            ``to_array()`` (an ``array('I')``, read as a buffer).
-
-    Attributes:
-        table: numpy u32 array of ``2**bits`` slots, 0 for empty.
-        bits: log2 of the slots.
-        count: nonzero ids in the table.
-        zero: whether id 0 is claimed.
-        crowded: set once a :meth:`claim` stepped past its ids' homes more
-            than :data:`CROWDED_STEPS` times an id.
+    Args and attributes as the pure twin's :class:`shardpay._claims_py.ClaimTable`
+    (``ids``: ids claimed before, any order; ``table``, ``bits``, ``count``,
+    ``zero``), but for ``crowded``: set once a :meth:`claim` stepped past its
+    ids' homes more than :data:`CROWDED_STEPS` times an id.
     """
 
     cdef readonly object table
