@@ -106,6 +106,26 @@ cdef inline int kind_of(cursor s, Py_ssize_t n) noexcept nogil:
     return -1
 
 
+cdef inline cursor digits(cursor p, unsigned char* w, Py_ssize_t width, uint64_t* value,
+                          Py_ssize_t* n) noexcept nogil:
+    """Skip leading zeros at ``p``, then read the digits after them: their value into
+    ``*value``, their text at ``w`` (``*n`` of them); the cursor after the last one
+    (NULL: more than ``width`` digits)."""
+    cdef unsigned char c
+    while p[0] == 48:
+        p += 1
+    c = p[0]
+    while is_digit(c):
+        if n[0] == width:
+            return NULL
+        value[0] = value[0] * 10 + (c - 48)
+        w[n[0]] = c
+        n[0] += 1
+        p += 1
+        c = p[0]
+    return p
+
+
 cdef inline At plain_id(cursor p, unsigned char* w, uint64_t limit, Py_ssize_t width) noexcept nogil:
     """Read an id's digits at ``p`` (leading zeros allowed) and write its canonical
     digits at ``w``; ``.p`` NULL if there is no digit or it is above ``limit``."""
@@ -113,19 +133,10 @@ cdef inline At plain_id(cursor p, unsigned char* w, uint64_t limit, Py_ssize_t w
     cdef cursor z = p
     cdef uint64_t value = 0
     cdef Py_ssize_t n = 0
-    cdef unsigned char c
     at.p = NULL
-    while p[0] == 48:
-        p += 1
-    c = p[0]
-    while is_digit(c):
-        if n == width:
-            return at
-        value = value * 10 + (c - 48)
-        w[n] = c
-        n += 1
-        p += 1
-        c = p[0]
+    p = digits(p, w, width, &value, &n)
+    if p == NULL:
+        return at
     if n == 0:
         if p == z:
             return at  # no digit at all
@@ -169,17 +180,10 @@ cdef inline At amount(cursor p, unsigned char* w) noexcept nogil:
     cdef Py_ssize_t n = 0, decimals = 0
     cdef unsigned char c
     at.p = NULL
-    while p[0] == 48:
-        p += 1
+    p = digits(p, w, 15, &units, &n)  # the whole part
+    if p == NULL:
+        return at
     c = p[0]
-    while is_digit(c):  # the whole part, leading zeros gone
-        if n == 15:
-            return at
-        units = units * 10 + (c - 48)
-        w[n] = c
-        n += 1
-        p += 1
-        c = p[0]
     if c == 46:  # '.'
         p += 1
         c = p[0]
