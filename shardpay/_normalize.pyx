@@ -77,6 +77,17 @@ cdef inline cursor skip_ws(cursor p) noexcept nogil:
     return p
 
 
+cdef inline cursor open_field(cursor p, bint* quoted) noexcept nogil:
+    """Skip the whitespace before a field, and its opening quote with the whitespace
+    just inside it (``*quoted`` says whether there was one): the cursor is then on
+    the field's content."""
+    p = skip_ws(p)
+    quoted[0] = p[0] == 34
+    if quoted[0]:
+        p = skip_ws(p + 1)
+    return p
+
+
 cdef inline cursor close_field(cursor p, bint quoted) noexcept nogil:
     """Skip the whitespace after a field's content, its closing quote and the whitespace
     after that: the cursor is then on the separator (NULL: no closing quote)."""
@@ -149,17 +160,16 @@ cdef inline At plain_id(cursor p, unsigned char* w, uint64_t limit, Py_ssize_t w
     return at
 
 
-cdef inline cursor id_field(cursor p, unsigned char** column, uint64_t limit, Py_ssize_t width) noexcept nogil:
-    """Read the id field at ``p`` (whitespace around it, whole-field quotes allowed),
-    append its canonical digits and a comma to ``*column`` and move ``*column`` past
-    them; the cursor after the field, or NULL for the exact path."""
+cdef inline cursor number_field(cursor p, unsigned char** column, bint is_amount, uint64_t limit,
+                                Py_ssize_t width) noexcept nogil:
+    """Read the number field at ``p`` (whitespace around it, whole-field quotes
+    allowed): an amount if ``is_amount``, else an id of at most ``width`` digits up
+    to ``limit``. Append its canonical digits and a comma to ``*column`` and move
+    ``*column`` past them; the cursor after the field, or NULL for the exact path."""
     cdef bint quoted
     cdef At at
-    p = skip_ws(p)
-    quoted = p[0] == 34
-    if quoted:
-        p = skip_ws(p + 1)
-    at = plain_id(p, column[0], limit, width)
+    p = open_field(p, &quoted)
+    at = amount(p, column[0]) if is_amount else plain_id(p, column[0], limit, width)
     if at.p == NULL:
         return NULL
     p = close_field(at.p, quoted)
@@ -247,12 +257,8 @@ cdef inline bint row_columns(cursor p, Columns* out, cursor* eol) noexcept nogil
     cdef cursor s
     cdef bint quoted
     cdef int kind
-    cdef At at
     # type
-    p = skip_ws(p)
-    quoted = p[0] == 34
-    if quoted:
-        p = skip_ws(p + 1)
+    p = open_field(p, &quoted)
     s = p
     while <unsigned char>(p[0] - 97) < 26:  # a-z
         p += 1
@@ -263,29 +269,20 @@ cdef inline bint row_columns(cursor p, Columns* out, cursor* eol) noexcept nogil
     if p == NULL or p[0] != 44:
         return False
     # client
-    p = id_field(p + 1, &out.client, 65535, 5)
+    p = number_field(p + 1, &out.client, False, 65535, 5)
     if p == NULL or p[0] != 44:
         return False
     # tx
-    p = id_field(p + 1, &out.tx, 4294967295, 10)
+    p = number_field(p + 1, &out.tx, False, 4294967295, 10)
     if p == NULL:
         return False
     # amount
     if kind <= 1:  # deposit, withdrawal: four fields
         if p[0] != 44:
             return False
-        p = skip_ws(p + 1)
-        quoted = p[0] == 34
-        if quoted:
-            p = skip_ws(p + 1)
-        at = amount(p, out.units)
-        if at.p == NULL:
-            return False
-        p = close_field(at.p, quoted)
+        p = number_field(p + 1, &out.units, True, 0, 0)
         if p == NULL:
             return False
-        at.w[0] = 44
-        out.units = at.w + 1
     else:  # a reference: its amount is 0, its ignored amount field (or three fields) skipped
         if p[0] == 44:
             p = ignored(p + 1)

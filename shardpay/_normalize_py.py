@@ -55,6 +55,9 @@ from typing import Annotated, Union
 
 import msgspec
 
+from .codes import KIND_NAMES
+from .fields import Client, Tx
+
 __all__ = ["EMPTY", "EXACT", "FAST", "normalize"]
 
 EMPTY, FAST, EXACT = 0, 1, 2
@@ -181,50 +184,23 @@ _FIVE_DECIMALS = re.compile(rb"\.[0-9]{5}")
 """A point and five digits: the float parse behind ``e4`` is exact only up to 4 decimals."""
 
 
-_Client = Annotated[int, msgspec.Meta(ge=0, le=65535)]
-_Tx = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 _E4Amount = Annotated[int, msgspec.Meta(gt=0, lt=2**53)]
 
 
-class _Money(msgspec.Struct, array_like=True, gc=False):
-    client: _Client
-    tx: _Tx
-    amount: _E4Amount
-
-
-class _Reference(msgspec.Struct, array_like=True, gc=False):
-    client: _Client
-    tx: _Tx
-    ignored: str
-
-
-class _Deposit(_Money, tag="deposit"):
-    kind = 0
-
-
-class _Withdrawal(_Money, tag="withdrawal"):
-    kind = 1
-
-
-class _Dispute(_Reference, tag="dispute"):
-    kind = 2
-    amount = 0
-
-
-class _Resolve(_Reference, tag="resolve"):
-    kind = 3
-    amount = 0
-
-
-class _Chargeback(_Reference, tag="chargeback"):
-    kind = 4
-    amount = 0
+def _row_struct(kind: int, name: str) -> type[msgspec.Struct]:
+    """The struct one kind's rows decode into, tagged with the type's name: a deposit
+    or withdrawal has an ``amount`` (units, below 2**53: the ``e4`` parse is exact);
+    a reference ignores its amount text, and its ``amount`` is 0."""
+    last = ("amount", _E4Amount) if kind <= 1 else ("ignored", str)
+    extra = {"kind": kind} if kind <= 1 else {"kind": kind, "amount": 0}
+    return msgspec.defstruct(name.title(), [("client", Client), ("tx", Tx), last], tag=name,
+                             namespace=extra, array_like=True, gc=False)
 
 
 _FIELDS = tuple(attrgetter(name) for name in ("kind", "client", "tx", "amount"))
 """The columns of the JSON, read off each row."""
 _E4_DECODER = msgspec.json.Decoder(
-    list[Union[_Deposit, _Withdrawal, _Dispute, _Resolve, _Chargeback]], strict=False
+    list[Union[tuple(_row_struct(kind, name) for kind, name in enumerate(KIND_NAMES))]], strict=False  # type: ignore[misc]
 )
 _ENCODER = msgspec.json.Encoder()
 

@@ -41,6 +41,7 @@ import msgspec
 
 from .codes import CHARGEBACK, DEPOSIT, DISPUTE, KIND_NAMES, RESOLVE, WITHDRAWAL
 from .errors import InputError
+from .fields import Client, Tx
 from .money import MAX_UNITS, clip, parse_amount
 from .rejects import Reject
 from .twins import pick
@@ -69,24 +70,22 @@ normalize = _twin.normalize
 
 _KIND_OF = {name: code for code, name in enumerate(KIND_NAMES)}
 
-_Client = Annotated[int, msgspec.Meta(ge=0, le=65535)]
-_Tx = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 _Amount = Annotated[int, msgspec.Meta(gt=0, le=MAX_UNITS)]
 
 
 class _Money(msgspec.Struct, array_like=True, gc=False):
     """A deposit or withdrawal: ``amount`` in 1/10,000 units, > 0."""
 
-    client: _Client
-    tx: _Tx
+    client: Client
+    tx: Tx
     amount: _Amount
 
 
 class _Reference(msgspec.Struct, array_like=True, gc=False):
     """A dispute, resolve or chargeback: its amount field is ignored (``amount`` is 0)."""
 
-    client: _Client
-    tx: _Tx
+    client: Client
+    tx: Tx
     ignored: str = ""
     amount: ClassVar[int] = 0
 
@@ -127,7 +126,7 @@ _ROW_CLASSES = (Deposit, Withdrawal, Dispute, Resolve, Chargeback)
 
 _Kind = Annotated[int, msgspec.Meta(ge=DEPOSIT, le=CHARGEBACK)]
 _Units = Annotated[int, msgspec.Meta(ge=0, le=MAX_UNITS)]
-_DECODER = msgspec.json.Decoder(tuple[list[_Kind], list[_Client], list[_Tx], list[_Units]])
+_DECODER = msgspec.json.Decoder(tuple[list[_Kind], list[Client], list[Tx], list[_Units]])
 """The normaliser's JSON columns -> four lists of ints. Strict: integers only, and
 the ranges checked once more (the normaliser already has; an amount of 0 is
 a reference's)."""
