@@ -318,9 +318,10 @@ def normalize(bytes block):
         block: data lines, each ending in LF (CR before it allowed), no header.
 
     Returns:
-        ``(json, marks, fast)``: the JSON columns of every line the fast path
-        takes, in line order; one byte a line (0 empty, 1 in the JSON, 2 the
-        exact path); and how many lines are in the JSON.
+        ``(json, marks, fast, exact)``: the JSON columns of every line the
+        fast path takes, in line order; one byte a line (0 empty, 1 in the
+        JSON, 2 the exact path); how many lines are in the JSON; and the
+        lines for the exact path, as read, each with its LF, in line order.
 
     Raises:
         ValueError: ``block`` is not empty and does not end in LF.
@@ -334,15 +335,18 @@ def normalize(bytes block):
     cdef unsigned char* m
     cdef unsigned char* m0
     cdef unsigned char* w
+    cdef unsigned char* x
+    cdef unsigned char* x0
     cdef void* grown
     cdef Columns out, start, kept
     if size and p[size - 1] != 10:
         raise ValueError("the block must end in LF")
     # Room for every vouched row (each at least SHORTEST_ROW bytes of the block) and
     # the one being read when it is dropped, each column its widest; then the marks,
-    # one byte a line; then the JSON, as long as the columns with its brackets.
+    # one byte a line; then the JSON, as long as the columns with its brackets; then
+    # the lines for the exact path, at most the block.
     rows = size // SHORTEST_ROW + 2
-    need = 2 * rows * ROW_BYTES + size + 16
+    need = 2 * rows * ROW_BYTES + 2 * size + 16
     if need > _cap:
         grown = PyMem_Realloc(_buf, need)
         if grown == NULL:
@@ -353,6 +357,7 @@ def normalize(bytes block):
     start.tx = start.client + rows * CLIENT_BYTES
     start.units = start.tx + rows * TX_BYTES
     m0 = m = start.units + rows * UNITS_BYTES
+    x0 = x = _buf + (2 * rows * ROW_BYTES + size + 16)
     out = start
     while p < stop:
         q = skip_ws(p)
@@ -368,11 +373,14 @@ def normalize(bytes block):
             else:
                 out = kept
                 m[0] = EXACT
-                p = <cursor> memchr(q, 10, stop - q) + 1
+                q = <cursor> memchr(q, 10, stop - q) + 1
+                x = put(x, <char*> p, q - p)  # the line as read, LF included
+                p = q
         m += 1
     marks = PyBytes_FromStringAndSize(<char*> m0, m - m0)
+    exact = PyBytes_FromStringAndSize(<char*> x0, x - x0)
     if not fast:
-        return b"[[],[],[],[]]", marks, 0
+        return b"[[],[],[],[]]", marks, 0, exact
     # [[kinds],[clients],[txs],[units]]: each column without its last comma
     w = m
     w = put(w, b"[[", 2)
@@ -384,4 +392,4 @@ def normalize(bytes block):
     w = put(w, b"],[", 3)
     w = put(w, <char*> start.units, out.units - start.units - 1)
     w = put(w, b"]]", 2)
-    return PyBytes_FromStringAndSize(<char*> m, w - m), marks, fast
+    return PyBytes_FromStringAndSize(<char*> m, w - m), marks, fast, exact

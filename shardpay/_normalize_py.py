@@ -72,29 +72,31 @@ _MAX_UNITS_TEXT = b"%d" % MAX_UNITS
 _MAX_CLIENT, _MAX_TX = b"65535", b"4294967295"
 
 
-def normalize(block: bytes) -> tuple[bytes, bytes, int]:
+def normalize(block: bytes) -> tuple[bytes, bytes, int, bytes]:
     """Rewrite whole CSV lines into one JSON array of canonical rows (see the module docstring).
 
     Args:
         block: data lines, each ending in LF (CR before it allowed), no header.
 
     Returns:
-        ``(json, marks, fast)``: the JSON columns of every line the fast path
-        takes, in line order; one byte a line (:data:`EMPTY`, :data:`FAST`:
-        in the JSON, :data:`EXACT`: the exact path); and how many lines are
-        in the JSON.
+        ``(json, marks, fast, exact)``: the JSON columns of every line the
+        fast path takes, in line order; one byte a line (:data:`EMPTY`,
+        :data:`FAST`: in the JSON, :data:`EXACT`: the exact path); how many
+        lines are in the JSON; and the lines marked :data:`EXACT`, as read,
+        each with its LF, in line order (so the exact path never splits the
+        whole block).
 
     Raises:
         ValueError: ``block`` is not empty and does not end in LF.
     """
     if not block:
-        return NO_ROWS, b"", 0
+        return NO_ROWS, b"", 0, b""
     if block[-1] != 10:
         raise ValueError("the block must end in LF")
     js = _canonical(block)
     if js is not None:
         n = block.count(b"\n")
-        return js, b"\x01" * n, n
+        return js, b"\x01" * n, n, b""
     return _line_by_line(block)
 
 
@@ -150,19 +152,23 @@ def _row(raw: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
     return KIND_CODES[kind], client, tx, units
 
 
-def _line_by_line(block: bytes) -> tuple[bytes, bytes, int]:
+def _line_by_line(block: bytes) -> tuple[bytes, bytes, int, bytes]:
     rows: list[tuple[bytes, bytes, bytes, bytes]] = []
     marks = bytearray()
+    exact = bytearray()
     for raw in block.split(b"\n")[:-1]:
         row = _row(raw)
         if row is not None:
             rows.append(row)
             marks.append(FAST)
+        elif _BLANK.fullmatch(raw):
+            marks.append(EMPTY)
         else:
-            marks.append(EMPTY if _BLANK.fullmatch(raw) else EXACT)
+            marks.append(EXACT)
+            exact += raw + b"\n"
     if not rows:
-        return NO_ROWS, bytes(marks), 0
-    return b"[[" + b"],[".join(b",".join(col) for col in zip(*rows)) + b"]]", bytes(marks), len(rows)
+        return NO_ROWS, bytes(marks), 0, bytes(exact)
+    return b"[[" + b"],[".join(b",".join(col) for col in zip(*rows)) + b"]]", bytes(marks), len(rows), bytes(exact)
 
 
 # --- the canonical dialect at C speed --------------------------------------

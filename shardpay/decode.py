@@ -65,7 +65,7 @@ __all__ = [
 
 _twin, NORMALIZER = pick("normalize", "SHARDPAY_NORMALIZE")
 normalize = _twin.normalize
-"""``normalize(block) -> (json, marks, fast)``: see :mod:`shardpay._normalize_py`.
+"""``normalize(block) -> (json, marks, fast, exact)``: see :mod:`shardpay._normalize_py`.
 ``NORMALIZER`` says which twin runs: ``"compiled"`` or ``"python"``."""
 
 _KIND_OF = {name: code for code, name in enumerate(KIND_NAMES)}
@@ -169,7 +169,7 @@ def decode_chunk(block: bytes, first_line: int) -> tuple[Columns, list[Reject]]:
     Raises:
         ValueError: ``block`` is not empty and does not end in LF.
     """
-    js, marks, fast = normalize(block)
+    js, marks, fast, exact = normalize(block)
     n = len(marks)
     try:
         kinds, clients, txs, amounts = _DECODER.decode(js)
@@ -183,9 +183,8 @@ def decode_chunk(block: bytes, first_line: int) -> tuple[Columns, list[Reject]]:
                       bytearray(kinds), clients, txs, amounts)
     rejects: list[Reject] = []
     if fast + marks.count(0) < n:
-        raws = block.split(b"\n")
-        for i in compress(range(n), marks.translate(_EXACT_ONLY)):
-            row = decode_line(raws[i], first_line + i)
+        for i, raw in zip(compress(range(n), marks.translate(_EXACT_ONLY)), exact.split(b"\n")):
+            row = decode_line(raw, first_line + i)
             if isinstance(row, Reject):
                 rejects.append(row)
             elif row is not None:  # a valid row the normaliser left to the exact path: in its place

@@ -168,7 +168,7 @@ def test_json_msgspec_refuses_sends_the_whole_chunk_to_the_exact_path(monkeypatc
 
     def vouches_too_much(data):
         assert data == block
-        return b'[["deposit",1,1,10000],["deposit",70000,2,10000]]', bytes([1, 1, 0, 2]), 2
+        return b'[["deposit",1,1,10000],["deposit",70000,2,10000]]', bytes([1, 1, 0, 2]), 2, b"deposit,1,3,x\n"
 
     monkeypatch.setattr(decode_mod, "normalize", vouches_too_much)
     assert rows_of(block, 2) == exact_rows(block, 2)

@@ -78,21 +78,22 @@ def columns_json(rows: list[bytes]) -> bytes:
 @pytest.mark.parametrize("normalize", TWINS)
 @pytest.mark.parametrize("line, row", VOUCHED)
 def test_vouched_lines_become_canonical_json(normalize, line, row):
-    assert normalize(line + b"\n") == (columns_json([row]), bytes([FAST]), 1)
+    assert normalize(line + b"\n") == (columns_json([row]), bytes([FAST]), 1, b"")
 
 
 @pytest.mark.parametrize("normalize", TWINS)
 @pytest.mark.parametrize("line", LEFT_TO_THE_EXACT_PATH)
 def test_other_lines_are_left_to_the_exact_path(normalize, line):
-    assert normalize(line + b"\n") == (b"[[],[],[],[]]", bytes([EXACT]), 0)
+    assert normalize(line + b"\n") == (b"[[],[],[],[]]", bytes([EXACT]), 0, line + b"\n")
 
 
 @pytest.mark.parametrize("normalize", TWINS)
 def test_marks_keep_every_line_in_place(normalize):
     block = b"deposit,1,1,1\n\n \t\r\n\x0b\nDEPOSIT,1,2,1\r\n dispute , 1 , 1\n"
-    js, marks, fast = normalize(block)
+    js, marks, fast, exact = normalize(block)
     assert js == b"[[0,2],[1,1],[1,1],[10000,0]]" and fast == 2
     assert list(marks) == [FAST, EMPTY, EMPTY, EXACT, EXACT, FAST]  # a VT line: the exact path says empty
+    assert exact == b"\x0b\nDEPOSIT,1,2,1\r\n"  # the EXACT lines as read, each with its LF
 
 
 @pytest.mark.parametrize("env, picked", [({}, "compiled"), ({"SHARDPAY_NORMALIZE": "python"}, "python"),
@@ -112,7 +113,7 @@ def test_the_decoder_picks_the_twin_the_environment_asks_for(env, picked):
 
 @pytest.mark.parametrize("normalize", TWINS)
 def test_empty_block_and_missing_final_lf(normalize):
-    assert normalize(b"") == (b"[[],[],[],[]]", b"", 0)
+    assert normalize(b"") == (b"[[],[],[],[]]", b"", 0, b"")
     with pytest.raises(ValueError, match="LF"):
         normalize(b"deposit,1,1,1")
 
@@ -124,7 +125,7 @@ def test_json_of_the_shortest_lines_fits(normalize, line):
     field its widest: the shortest lines make the most rows (and ``1`` becomes
     ``10000``), many of them in a big block."""
     n = 100_000
-    js, marks, fast = normalize((line + b"\n") * n)
+    js, marks, fast, exact = normalize((line + b"\n") * n)
     assert fast == n and marks == bytes([FAST]) * n
     assert [len(column) for column in json.loads(js)] == [n] * 4
 
