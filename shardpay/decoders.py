@@ -15,12 +15,14 @@ file order.
 from __future__ import annotations
 
 import time
+from array import array
 from typing import TYPE_CHECKING, Any
 
 from .decode import decode_chunk
 from .frames import (
     CHUNK_TAG,
     LONG_LINE_TAG,
+    U64,
     decoded_message,
     pack_frame,
     read_chunk,
@@ -61,8 +63,11 @@ class Decoder:
     def _chunk(self, first_line: int, block: bytes) -> bytes:
         t0 = time.perf_counter()
         columns, rejects = decode_chunk(block, first_line)
-        frame = pack_frame(columns.lines, bytes(columns.kinds), columns.clients, columns.txs, columns.amounts)
-        out = decoded_message(len(rejects), frame, rejects_batch(rejects) if rejects else b"")
+        lines, base = columns.lines, 0
+        if isinstance(lines, range):  # every line a plain row: 0, 1, 2, ... from the first line
+            lines, base = _offsets(len(lines)), lines.start
+        frame = pack_frame(lines, bytes(columns.kinds), columns.clients, columns.txs, columns.amounts)
+        out = decoded_message(len(rejects), frame, rejects_batch(rejects) if rejects else b"", base)
         self.decode_seconds += time.perf_counter() - t0
         self._count(len(columns.kinds) + len(rejects), len(rejects))
         return out
@@ -110,3 +115,14 @@ def run_decoder(chunks: Ring, decoded: Ring, stop: Any, strict: bool) -> dict:
             stop.set()
     decoded.send_eos()
     return decoder.figures(chunks.blocked_seconds, decoded.blocked_seconds)
+
+
+_OFFSETS = array(U64)
+
+
+def _offsets(n: int) -> array:
+    """``0, 1, ..., n - 1`` as a u64 array: a slice of one kept array (a copy of
+    bytes, where building it from a ``range`` makes an int a row)."""
+    if n > len(_OFFSETS):
+        _OFFSETS.extend(range(len(_OFFSETS), n))
+    return _OFFSETS[:n]

@@ -14,9 +14,11 @@ machines). Each message starts with a tag byte:
   the physical line number (from 1) of its first byte.
 * **long line** ``b"L" | line (u64) | size (u64) | first bytes``: a line longer
   than the reader holds, for a decoder to reject.
-* **decoded chunk** ``b"R" | invalid (u32) | frame length (u32) | data frame |
-  rejects``: a chunk's well-formed rows as one data frame (every shard's,
-  kinds without ``DUPLICATE`` yet), the count of its invalid rows, and those
+* **decoded chunk** ``b"R" | invalid (u32) | frame length (u32) | base (u64) |
+  data frame | rejects``: a chunk's well-formed rows as one data frame (every
+  shard's, kinds without ``DUPLICATE`` yet, each line number less ``base``:
+  the chunk's first line, so a decoder writes a chunk of plain rows' lines
+  as a copy of ``0, 1, 2, ...``), the count of its invalid rows, and those
   rows as one reject spool batch (:func:`shardpay.rejects.rejects_batch`;
   empty when there are none).
 * **data frame** ``b"F" | n (u32) | lines u64[n] | kinds u8[n] | clients u32[n] |
@@ -85,7 +87,7 @@ _COUNT = struct.Struct("<I")
 _HEAD = len(FRAME_TAG) + _COUNT.size
 _U64 = struct.Struct("<Q")
 _LONG = struct.Struct("<QQ")
-_DECODED = struct.Struct("<II")
+_DECODED = struct.Struct("<IIQ")
 _COLUMNS = (U64, None, _U32, _U32, U64)  # typecodes; kinds are bytes
 _LITTLE = ("<u8", "u1", "<u4", "<u4", "<u8")  # the same columns as numpy dtypes
 ROW_BYTES = 1 + 2 * 8 + 2 * 4
@@ -224,16 +226,18 @@ def read_long_line(message: bytes) -> tuple[int, int, bytes]:
     return line, size, message[17:]
 
 
-def decoded_message(invalid: int, frame: bytes, rejects: bytes) -> bytes:
-    """A decoded chunk: its data frame, its invalid-row count and those rows' reject batch."""
-    return b"".join((DECODED_TAG, _DECODED.pack(invalid, len(frame)), frame, rejects))
+def decoded_message(invalid: int, frame: bytes, rejects: bytes, base: int = 0) -> bytes:
+    """A decoded chunk: its data frame (line numbers less ``base``), its invalid-row
+    count and those rows' reject batch."""
+    return b"".join((DECODED_TAG, _DECODED.pack(invalid, len(frame), base), frame, rejects))
 
 
-def read_decoded(message: bytes) -> tuple[int, bytes, bytes]:
-    """``(invalid rows, data frame, reject batch)`` of a decoded-chunk message."""
-    invalid, size = _DECODED.unpack_from(message, 1)
+def read_decoded(message: bytes) -> tuple[int, bytes, bytes, int]:
+    """``(invalid rows, data frame, reject batch, base)`` of a decoded-chunk message: the
+    frame's line numbers plus ``base`` are the physical ones."""
+    invalid, size, base = _DECODED.unpack_from(message, 1)
     start = 1 + _DECODED.size
-    return invalid, message[start : start + size], message[start + size :]
+    return invalid, message[start : start + size], message[start + size :], base
 
 
 def mark_frame(token: int) -> bytes:

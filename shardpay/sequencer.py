@@ -72,14 +72,15 @@ class Sequencer:
         Raises:
             ValueError: the message or its frame is malformed.
         """
-        invalid, frame, rejects = read_decoded(message)
+        invalid, frame, rejects, base = read_decoded(message)
         self.rows += invalid
         self.invalid += invalid
-        return rejects, self.route(frame)
+        return rejects, self.route(frame, base)
 
-    def route(self, frame: bytes) -> list[bytes | None]:
-        """One chunk's data frame (every shard's rows, kinds without ``DUPLICATE``) as
-        one frame per shard, duplicates marked; ``None`` for a shard with no rows.
+    def route(self, frame: bytes, base: int = 0) -> list[bytes | None]:
+        """One chunk's data frame (every shard's rows, kinds without ``DUPLICATE``, line
+        numbers less ``base``) as one frame per shard, line numbers whole, duplicates
+        marked; ``None`` for a shard with no rows.
 
         Raises:
             ValueError: the frame is malformed.
@@ -89,9 +90,11 @@ class Sequencer:
         np = self._np
         columns = [np.frombuffer(frame, dtype, n, offset) for offset, dtype in layout]
         columns[1] = columns[1].copy()  # kinds: marked in place
+        if base:
+            columns[0] = columns[0] + np.uint64(base)
         marked = self.claims.claim(columns[1], columns[3])
         if self.workers == 1:
-            frames: list[bytes | None] = [frame if not marked else shard_frames(columns, self._shard_map, 1)[0]]
+            frames: list[bytes | None] = [frame if not (marked or base) else shard_frames(columns, self._shard_map, 1)[0]]
             self.shard_rows[0] += n
         else:
             frames = shard_frames(columns, self._shard_map, self.workers)

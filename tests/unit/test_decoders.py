@@ -23,8 +23,8 @@ CHUNK = b"deposit,1,7,1.5\n\nbogus\nwithdrawal,2,8,0.25\ndispute,1,7\n"
 
 
 def decoded(message: bytes):
-    invalid, frame, rejects = read_decoded(message)
-    return invalid, [tuple(row) for row in zip(*unpack_frame(frame))], unpack_rejects(rejects)
+    invalid, frame, rejects, base = read_decoded(message)
+    return invalid, [(line + base, *rest) for line, *rest in zip(*unpack_frame(frame))], unpack_rejects(rejects)
 
 
 def test_a_chunk_decodes_to_its_rows_and_rejects_numbered_from_its_first_line():
@@ -38,8 +38,8 @@ def test_a_chunk_decodes_to_its_rows_and_rejects_numbered_from_its_first_line():
 
 
 def test_a_clean_chunk_has_no_reject_batch():
-    invalid, frame, rejects = read_decoded(Decoder().decode(chunk_message(2, b"deposit,1,1,1\n")))
-    assert (invalid, rejects) == (0, b"") and len(list(zip(*unpack_frame(frame)))) == 1
+    invalid, frame, rejects, base = read_decoded(Decoder().decode(chunk_message(2, b"deposit,1,1,1\n")))
+    assert (invalid, rejects, base) == (0, b"", 2) and list(unpack_frame(frame)[0]) == [0]
 
 
 def test_a_long_line_is_rejected_where_it_stood():

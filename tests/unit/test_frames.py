@@ -58,8 +58,8 @@ def test_the_tags_differ_and_every_message_round_trips():
     assert read_long_line(long_line_message(7, 2**21, b"deposit,1")) == (7, 2**21, b"deposit,1")
     frame = pack_frame([3], b"\0", [1], [2], [3])
     for rejects in (b"", b"\x05\x00\x00\x00batch"):
-        message = decoded_message(2, frame, rejects)
-        assert message[:1] == DECODED_TAG and read_decoded(message) == (2, frame, rejects)
+        message = decoded_message(2, frame, rejects, 7)
+        assert message[:1] == DECODED_TAG and read_decoded(message) == (2, frame, rejects, 7)
 
 
 def test_the_layout_reads_each_column_in_place():

@@ -9,7 +9,7 @@ import pytest
 
 from shardpay.codes import DEPOSIT, DUPLICATE, WITHDRAWAL
 from shardpay.errors import RingError
-from shardpay.frames import decoded_message, mark_frame, pack_frame, shard_of, unpack_frame
+from shardpay.frames import decoded_message, mark_frame, pack_frame, read_decoded, shard_of, unpack_frame
 from shardpay.rejects import Reject, rejects_batch, unpack_rejects
 from shardpay.sequencer import Sequencer, run_sequencer
 from tests.unit.test_decoders import Ring, Stop
@@ -53,9 +53,20 @@ def test_one_shard_gets_the_decoders_frame_itself_unless_a_row_is_marked():
     seq = Sequencer(1)
     message = decoded([(DEPOSIT, 1, 1, 1), (DEPOSIT, 2, 2, 1)])
     _, [frame] = seq.sequence(message)
-    assert frame == message[9:]  # the data frame inside the message, unchanged
+    assert frame == read_decoded(message)[1]  # the data frame inside the message, unchanged
     _, [frame] = seq.sequence(decoded([(DEPOSIT, 1, 2, 1)], first=5))
     assert rows_of([frame]) == [(5, DEPOSIT + DUPLICATE, 1, 2, 1)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_line_numbers_relative_to_a_base_come_out_whole(workers):
+    """A decoder sends a chunk of plain rows with its lines as 0, 1, 2, ... and the
+    chunk's first line as the base; every shard frame carries the physical lines."""
+    rows = [(DEPOSIT, c, 100 + c, 1) for c in range(6)]
+    frame = pack_frame(range(6), bytes(r[0] for r in rows), [r[1] for r in rows], [r[2] for r in rows],
+                       [r[3] for r in rows])
+    _, frames = Sequencer(workers).sequence(decoded_message(0, frame, b"", 1000))
+    assert rows_of(frames) == [(1000 + i, *r) for i, r in enumerate(rows)]
 
 
 class Conn:
