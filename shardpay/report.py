@@ -11,7 +11,6 @@ temporary file.
 from __future__ import annotations
 
 import contextlib
-import csv
 import errno
 import itertools
 import json
@@ -23,6 +22,13 @@ from typing import IO, Any
 from .errors import OutputError
 from .money import format_units
 from .rejects import Reject
+from .twins import pick
+
+_twin, REJECTS_CSV = pick("rejects_csv", "SHARDPAY_REJECTS_CSV")
+csv_rows = _twin.csv_rows
+"""Rejects -> their ``--rejects`` CSV lines: the compiled :mod:`shardpay._rejects_csv`
+(``REJECTS_CSV == "compiled"``) or its twin :mod:`shardpay._rejects_csv_py`."""
+_REJECTS_BATCH = 8192
 
 __all__ = [
     "HEADER",
@@ -58,12 +64,15 @@ def write_accounts(out: IO[str], accounts: tuple[list[int], list[int], list[int]
 
 
 def write_rejects(out: IO[str], rejects: Iterable[Reject]) -> int:
-    """Write ``line,type,client,tx,amount,reason,detail`` rows; return how many."""
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(REJECTS_HEADER)
-    counter = itertools.count()
-    w.writerows(r for r, _ in zip(rejects, counter))
-    return next(counter)
+    """Write the header and a ``line,type,client,tx,amount,reason,detail`` row per
+    reject (the csv module's quoting), in the given order; return how many."""
+    out.write(",".join(REJECTS_HEADER) + "\n")
+    rejects = iter(rejects)
+    written = 0
+    while batch := list(itertools.islice(rejects, _REJECTS_BATCH)):
+        out.write(csv_rows(batch))
+        written += len(batch)
+    return written
 
 
 class PendingOutputs:
