@@ -13,12 +13,17 @@ fit; the LF that ends every line stops every scan, so no scan needs a bounds
 check.
 """
 
+from cpython cimport array
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Realloc
 from libc.stdint cimport uint64_t
 from libc.string cimport memchr, memcmp, memcpy
 
-__all__ = ["normalize"]
+import array as _array
+
+from .frames import U64
+
+__all__ = ["fast_offsets", "normalize"]
 
 cdef enum:
     EMPTY = 0  # marks: an empty line
@@ -393,3 +398,27 @@ def normalize(bytes block):
     w = put(w, <char*> start.units, out.units - start.units - 1)
     w = put(w, b"]]", 2)
     return PyBytes_FromStringAndSize(<char*> m, w - m), marks, fast, exact
+
+
+cdef array.array _U64S = _array.array(U64)
+
+
+def fast_offsets(bytes marks):
+    """The offsets of the lines marked for the fast path; see :mod:`shardpay._normalize_py`.
+
+    Args:
+        marks: :func:`normalize`'s marks, one byte a line.
+
+    Returns:
+        A u64 ``array`` of the indexes ``i`` with ``marks[i] == FAST``, ascending.
+    """
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(marks), i, k = 0
+    cdef const unsigned char* m = <const unsigned char*> PyBytes_AS_STRING(marks)
+    cdef array.array out = array.clone(_U64S, n, zero=False)
+    cdef uint64_t* o = <uint64_t*> out.data.as_voidptr
+    for i in range(n):
+        if m[i] == FAST:
+            o[k] = i
+            k += 1
+    array.resize(out, k)
+    return out

@@ -50,6 +50,7 @@ and converted at C speed by ``bytes`` methods, a regex and msgspec itself
 from __future__ import annotations
 
 import re
+from array import array
 from operator import attrgetter
 from typing import Annotated, Union
 
@@ -57,8 +58,9 @@ import msgspec
 
 from .codes import KIND_NAMES
 from .fields import Client, Tx
+from .frames import U64
 
-__all__ = ["EMPTY", "EXACT", "FAST", "normalize"]
+__all__ = ["EMPTY", "EXACT", "FAST", "fast_offsets", "normalize"]
 
 EMPTY, FAST, EXACT = 0, 1, 2
 """The marks, one a line: an empty line, a row in the JSON, a line for the exact path."""
@@ -250,3 +252,15 @@ def _all_rows(bare: bytes) -> bool:
         if piece != _ROW_SKELETON[: len(piece)]:
             return False
     return True
+
+
+def fast_offsets(marks: bytes) -> array:
+    """The offsets of the lines marked for the fast path.
+
+    Args:
+        marks: :func:`normalize`'s marks, one byte a line.
+
+    Returns:
+        A u64 ``array`` of the indexes ``i`` with ``marks[i] == FAST``, ascending.
+    """
+    return array(U64, (i for i, mark in enumerate(marks) if mark == FAST))

@@ -32,6 +32,7 @@ Line numbers are physical line numbers (counted by LF) of the input file.
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
 from itertools import compress
@@ -43,6 +44,7 @@ from ._exact_py import split_fields
 from .codes import CHARGEBACK, DEPOSIT
 from .errors import InputError
 from .fields import Chargeback, Client, Deposit, Dispute, Resolve, Row, Tx, Withdrawal
+from .frames import U64
 from .money import MAX_UNITS
 from .rejects import Reject
 from .twins import pick
@@ -59,7 +61,9 @@ __all__ = [
     "Withdrawal",
     "decode_chunk",
     "decode_line",
+    "decode_offsets",
     "normalize",
+    "offsets",
     "parse_header",
     "split_fields",
 ]
@@ -67,6 +71,7 @@ __all__ = [
 
 _twin, NORMALIZER = pick("normalize", "SHARDPAY_NORMALIZE")
 normalize = _twin.normalize
+fast_offsets = _twin.fast_offsets
 """``normalize(block) -> (json, marks, fast, exact)``: see :mod:`shardpay._normalize_py`.
 ``NORMALIZER`` says which twin runs: ``"compiled"`` or ``"python"``."""
 
@@ -82,15 +87,16 @@ _DECODER = msgspec.json.Decoder(tuple[list[_Kind], list[Client], list[Tx], list[
 the ranges checked once more (the normaliser already has; an amount of 0 is
 a reference's)."""
 
-_FAST_ONLY = bytes([0, 1, 0]) + bytes(253)
 _EXACT_ONLY = bytes([0, 0, 1]) + bytes(253)
-"""``marks.translate`` tables: 1 where a line's mark is in the JSON (resp. for the exact path)."""
+"""``marks.translate`` table: 1 where a line's mark is for the exact path."""
 
 
 class Columns(NamedTuple):
     """A chunk's well-formed rows as columns of equal length, in line order.
 
-    ``lines`` physical line numbers (a ``range`` or a list), ``kinds`` kind
+    ``lines`` physical line numbers (a ``range`` or a list; offsets from the
+    chunk's first line, a ``range`` or a u64 ``array``, from
+    :func:`decode_offsets`), ``kinds`` kind
     codes (:mod:`shardpay.codes`; bytes or a bytearray), ``clients``,
     ``txs``, ``amounts`` lists of ints, the amounts in 1/10,000 units (0 for
     dispute, resolve and chargeback): the columns of a data frame
@@ -120,6 +126,23 @@ def decode_chunk(block: bytes, first_line: int) -> tuple[Columns, list[Reject]]:
     Raises:
         ValueError: ``block`` is not empty and does not end in LF.
     """
+    columns, rejects = decode_offsets(block, first_line)
+    offsets = columns.lines
+    if isinstance(offsets, range):
+        lines: Sequence[int] = range(first_line, first_line + len(offsets))
+    else:
+        lines = [first_line + offset for offset in offsets]
+    return columns._replace(lines=lines), rejects
+
+
+def decode_offsets(block: bytes, first_line: int) -> tuple[Columns, list[Reject]]:
+    """:func:`decode_chunk` with each row's line as its offset from ``first_line``
+    (``range(n)`` when every line is a plain row, else a u64 ``array``), as a
+    data frame carries them; the rejects carry their lines.
+
+    The offsets are written by the normaliser's twin (``fast_offsets``), not
+    made an int a row.
+    """
     js, marks, fast, exact = normalize(block)
     n = len(marks)
     try:
@@ -129,9 +152,8 @@ def decode_chunk(block: bytes, first_line: int) -> tuple[Columns, list[Reject]]:
         # so the whole chunk takes the reference path rather than be trusted.
         return _decode_exactly(block, first_line)
     if fast == n:
-        return Columns(range(first_line, first_line + n), bytes(kinds), clients, txs, amounts), []
-    columns = Columns(list(compress(range(first_line, first_line + n), marks.translate(_FAST_ONLY))),
-                      bytearray(kinds), clients, txs, amounts)
+        return Columns(range(n), bytes(kinds), clients, txs, amounts), []
+    columns = Columns(fast_offsets(marks), bytearray(kinds), clients, txs, amounts)
     rejects: list[Reject] = []
     if fast + marks.count(0) < n:
         for i, raw in zip(compress(range(n), marks.translate(_EXACT_ONLY)), exact.split(b"\n")):
@@ -139,27 +161,39 @@ def decode_chunk(block: bytes, first_line: int) -> tuple[Columns, list[Reject]]:
             if isinstance(row, Reject):
                 rejects.append(row)
             elif row is not None:  # a valid row the normaliser left to the exact path: in its place
-                _insert(columns, first_line + i, row)
+                _insert(columns, i, row)
     return columns, rejects
 
 
-def _insert(columns: Columns, line: int, row: Row) -> None:
-    """Put ``row`` of ``line`` into ``columns`` (lists) where its line belongs."""
-    at = bisect_left(columns.lines, line)
-    for column, value in zip(columns, (line, row.kind, row.client, row.tx, row.amount)):
+_OFFSETS = array(U64)
+
+
+def offsets(n: int) -> array:
+    """``0, 1, ..., n - 1`` as a u64 array: a slice of one kept array (a copy of
+    bytes, where building it from a ``range`` makes an int a row)."""
+    if n > len(_OFFSETS):
+        _OFFSETS.extend(range(len(_OFFSETS), n))
+    return _OFFSETS[:n]
+
+
+def _insert(columns: Columns, offset: int, row: Row) -> None:
+    """Put ``row`` of line ``offset`` (in the chunk) into ``columns`` (a u64 array and lists)
+    where its line belongs."""
+    at = bisect_left(columns.lines, offset)
+    for column, value in zip(columns, (offset, row.kind, row.client, row.tx, row.amount)):
         column.insert(at, value)  # type: ignore[union-attr]
 
 
 def _decode_exactly(block: bytes, first_line: int) -> tuple[Columns, list[Reject]]:
-    """Every line of ``block`` through :func:`decode_line`."""
-    columns = Columns([], bytearray(), [], [], [])
+    """Every line of ``block`` through :func:`decode_line` (lines as offsets)."""
+    columns = Columns(array(U64), bytearray(), [], [], [])
     rejects: list[Reject] = []
     for i, raw in enumerate(block.split(b"\n")[:-1]):
         row = decode_line(raw, first_line + i)
         if isinstance(row, Reject):
             rejects.append(row)
         elif row is not None:
-            _insert(columns, first_line + i, row)
+            _insert(columns, i, row)
     return columns, rejects
 
 

@@ -4,7 +4,7 @@ The pipeline's parallel stage (see :mod:`shardpay.engine`): K processes, each
 taking whole chunks from the reader, round robin, and doing all of a chunk's
 decoding on its own: the guard, the rewrite, msgspec, the exact path for odd
 lines, the reject of every invalid row with its exact line number
-(:func:`shardpay.decode.decode_chunk`; the reader numbered the chunk). A
+(:func:`shardpay.decode.decode_offsets`; the reader numbered the chunk). A
 chunk's rows leave as one data frame of raw columns (every shard's, in line
 order) and its invalid rows as one reject spool batch, in one decoded-chunk
 message (:mod:`shardpay.frames`). Nothing here depends on another chunk, so
@@ -15,14 +15,12 @@ file order.
 from __future__ import annotations
 
 import time
-from array import array
 from typing import TYPE_CHECKING, Any
 
-from .decode import decode_chunk
+from .decode import decode_offsets, offsets
 from .frames import (
     CHUNK_TAG,
     LONG_LINE_TAG,
-    U64,
     decoded_message,
     pack_frame,
     read_chunk,
@@ -62,12 +60,12 @@ class Decoder:
 
     def _chunk(self, first_line: int, block: bytes) -> bytes:
         t0 = time.perf_counter()
-        columns, rejects = decode_chunk(block, first_line)
-        lines, base = columns.lines, 0
-        if isinstance(lines, range):  # every line a plain row: 0, 1, 2, ... from the first line
-            lines, base = _offsets(len(lines)), lines.start
+        columns, rejects = decode_offsets(block, first_line)
+        lines = columns.lines
+        if isinstance(lines, range):  # every line a plain row: 0, 1, 2, ...
+            lines = offsets(len(lines))
         frame = pack_frame(lines, bytes(columns.kinds), columns.clients, columns.txs, columns.amounts)
-        out = decoded_message(len(rejects), frame, rejects_batch(rejects) if rejects else b"", base)
+        out = decoded_message(len(rejects), frame, rejects_batch(rejects) if rejects else b"", first_line)
         self.decode_seconds += time.perf_counter() - t0
         self._count(len(columns.kinds) + len(rejects), len(rejects))
         return out
@@ -115,14 +113,3 @@ def run_decoder(chunks: Ring, decoded: Ring, stop: Any, strict: bool) -> dict:
             stop.set()
     decoded.send_eos()
     return decoder.figures(chunks.blocked_seconds, decoded.blocked_seconds)
-
-
-_OFFSETS = array(U64)
-
-
-def _offsets(n: int) -> array:
-    """``0, 1, ..., n - 1`` as a u64 array: a slice of one kept array (a copy of
-    bytes, where building it from a ``range`` makes an int a row)."""
-    if n > len(_OFFSETS):
-        _OFFSETS.extend(range(len(_OFFSETS), n))
-    return _OFFSETS[:n]

@@ -178,6 +178,17 @@ def test_twins_give_the_same_bytes(block):
     assert _compiled.normalize(block) == _normalize_py.normalize(block)
 
 
+@given(marks=st.binary(max_size=300).map(lambda b: bytes(x % 3 for x in b)))
+@example(marks=b"").via("no line")
+@example(marks=bytes([FAST]) * 5).via("every line fast")
+def test_fast_offsets_are_the_indexes_of_the_fast_marks_in_both_twins(marks):
+    want = [i for i, mark in enumerate(marks) if mark == FAST]
+    assert _normalize_py.fast_offsets(marks).tolist() == want
+    if _compiled is not None:
+        got = _compiled.fast_offsets(marks)
+        assert (got.typecode, got.tolist()) == (_normalize_py.fast_offsets(marks).typecode, want)
+
+
 @given(block=st.one_of(fuzzed_blocks(), dialect_blocks()))
 def test_the_pure_twins_canonical_shortcut_agrees_with_its_line_by_line_reading(block):
     """:func:`_normalize_py._canonical` answers only for canonical blocks, and then as the grammar does."""
