@@ -26,7 +26,7 @@ import numpy as np
 
 from .codes import DUPLICATE as _DUPLICATE, WITHDRAWAL as _WITHDRAWAL
 
-__all__ = ["CROWDED_FLOOR", "CROWDED_STEPS", "ClaimTable"]
+__all__ = ["CROWDED_FLOOR", "CROWDED_STEPS", "ClaimTable", "mark_duplicates"]
 
 cdef enum:
     FIRST_BITS = 16  # the first table: 2**16 slots
@@ -194,3 +194,38 @@ cdef class ClaimTable:
             table[slot] = tx
             self.count += 1
         return 0
+
+
+def mark_duplicates(uint8_t[::1] kinds not None, const uint32_t[::1] txs not None, money, suspects, old):
+    """Mark the rows of ids met again, for the BitMap modes: see
+    :func:`shardpay._claims_py.mark_duplicates` (same arguments, same marks).
+
+    One pass over the chunk's rows in line order: a deposit or withdrawal
+    whose id is a suspect (found by binary search in the suspects, sorted) is
+    a duplicate if its id was claimed before the chunk or met on an earlier
+    line; else it is the first, and its id is now met.
+    """
+    cdef const uint8_t[::1] is_money = money.view(np.uint8)
+    cdef uint32_t[::1] ids = np.sort(np.fromiter(suspects, np.uint32, len(suspects)))
+    cdef uint8_t[::1] met = np.array([tx in old for tx in ids], np.uint8)  # claimed before: met already
+    cdef Py_ssize_t n = kinds.shape[0], k = ids.shape[0], i, lo, hi, mid, marked = 0
+    cdef uint32_t tx
+    for i in range(n):
+        if not is_money[i]:
+            continue
+        tx = txs[i]
+        lo, hi = 0, k
+        while lo < hi:  # the first suspect >= tx
+            mid = (lo + hi) // 2
+            if ids[mid] < tx:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == k or ids[lo] != tx:
+            continue  # not a suspect: claimed by this row, once
+        if met[lo]:
+            kinds[i] += DUPLICATE
+            marked += 1
+        else:
+            met[lo] = 1
+    return marked

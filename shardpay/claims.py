@@ -51,7 +51,7 @@ from itertools import compress
 import numpy as np
 from pyroaring import BitMap
 
-from ._claims_py import distinct_ids, mark_duplicates
+from ._claims_py import distinct_ids
 from .codes import WITHDRAWAL
 from .twins import pick
 
@@ -66,6 +66,8 @@ _twin, CLAIMS = pick("claims", ENV)
 ClaimTable = _twin.ClaimTable
 """The claim table of table mode (see :class:`shardpay._claims_py.ClaimTable`).
 ``CLAIMS`` says which twin runs: ``"compiled"`` or ``"python"``."""
+mark_duplicates = _twin.mark_duplicates
+"""The marks of the BitMap modes (see :func:`shardpay._claims_py.mark_duplicates`), from the same twin."""
 
 TABLE_CLAIMS = 1 << 25
 """Most tx ids claimed in the table (4 bytes a slot, at most half full: at most

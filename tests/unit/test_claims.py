@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from shardpay import _claims_py, claims
 from shardpay._claims_py import CROWDED_ROUNDS
-from shardpay.claims import Claims, mark_duplicates
+from shardpay.claims import Claims
 from shardpay.codes import CHARGEBACK, DEPOSIT, DISPUTE, DUPLICATE, RESOLVE, WITHDRAWAL
 from tests.frame_helpers import columns_of
 from shardpay.decode import Deposit, Dispute, Withdrawal
@@ -52,6 +52,11 @@ def twin(name):
             pytest.fail(f"CI builds the compiled claim table, but shardpay._claims does not import: {err}")
         pytest.skip(f"the compiled claim table is not built ({err}): pip install -e . with a C compiler")
     return ClaimTable
+
+
+def twin_module(name):
+    """Twin ``name``'s module (:func:`twin` skips or fails a compiled one not built)."""
+    return sys.modules[twin(name).__module__]
 
 
 @pytest.fixture(params=TWINS)
@@ -425,13 +430,28 @@ def test_the_table_never_holds_more_than_table_claims(monkeypatch, table_cls):
     assert claimed(reader) == seen
 
 
-def test_duplicates_are_marked_in_line_order_on_money_rows_only():
+@pytest.mark.parametrize("name", TWINS)
+def test_duplicates_are_marked_in_line_order_on_money_rows_only(name):
     rows = [Deposit(1, 9, 5), Dispute(1, 9), Withdrawal(2, 9, 5), Deposit(3, 4, 5), Deposit(3, 7, 5),
             Deposit(3, 7, 5)]
     cols = columns_of(range(len(rows)), rows)
     money = cols.kinds <= 1
-    mark_duplicates(cols.kinds, cols.txs, money, suspects={9, 4, 7}, old={4})
+    marked = twin_module(name).mark_duplicates(cols.kinds, cols.txs, money, suspects={9, 4, 7}, old={4})
     assert cols.kinds.tolist() == [0, 2, 1 + DUPLICATE, DUPLICATE, 0, DUPLICATE]
+    assert marked == 3
+
+
+@given(chunk=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 20)), max_size=60),
+       old=st.sets(st.integers(0, 20), max_size=6), extra=st.sets(st.integers(0, 20), max_size=6))
+def test_the_twins_mark_the_same_duplicates(chunk, old, extra):
+    """Any suspects (ids met again, and some that are not), any ids claimed before: the same marks."""
+    suspects = old | extra
+    answers = []
+    for name in TWINS:
+        kinds, txs = chunk_of([tx for _, tx in chunk], [kind for kind, _ in chunk])
+        marked = twin_module(name).mark_duplicates(kinds, txs, kinds <= 1, suspects, old)
+        answers.append((marked, kinds.tolist()))
+    assert answers[0] == answers[1]
 
 
 def test_tx_claims_match_a_plain_set_rising_and_random():
