@@ -99,14 +99,18 @@ import time
 from collections.abc import Callable
 from typing import BinaryIO
 
+import numpy as np
+
 from .errors import InputError, StrictReject
 from .proc import cpu_seconds
 from .reader import CHUNK_BYTES
-from .rejects import Reject, close_spools, merge, read_spool
+from .rejects import RawRejects, Reject, close_spools, merge, read_ledger_spool, read_spool
 from .result import Account, RunResult, merge_results, merge_snapshots
 from .session import BACKENDS, Session
 
 __all__ = ["Engine", "default_decoders", "default_workers", "process", "run"]
+
+_NO_RECORDS = np.zeros((0, 7), dtype=np.int64)
 
 
 def usable_cpus() -> int:
@@ -412,18 +416,36 @@ class Engine:
         Like :meth:`rejects` (a mark round trip: every complete row fed so
         far) but reads only what the spools gained since the call that
         returned ``cursor`` (None: since the start): for a caller reporting
-        rejects while rows stream in (``shardpay serve``). Every reject
-        returned is on a later line than every reject an earlier call returned.
+        rejects while rows stream in. Every reject returned is on a later
+        line than every reject an earlier call returned.
         """
+        raw, cursor = self.raw_rejects_since(cursor)
+        return raw.rejects(), cursor
+
+    def raw_rejects_since(self, cursor: list[int] | None = None) -> tuple[RawRejects, list[int]]:
+        """:meth:`rejects_since`, the rejects not yet rendered: the workers' ledger records as
+        one array and the reader's invalid rows (for ``shardpay serve``, which turns the
+        records straight into answer lines, :func:`shardpay.rejects.answer_lines`)."""
         self._mark()
         spools = self._live().spools
         cursor = list(cursor) if cursor else [0] * len(spools)
-        rejects: list[Reject] = []
+        records: list[np.ndarray] = []
+        invalid: list[Reject] = []
         for i, spool in enumerate(spools):
-            new, cursor[i] = read_spool(spool, cursor[i])
-            rejects.extend(new)
-        rejects.sort(key=_line)
-        return rejects, cursor
+            if spool.ledger:
+                new, cursor[i] = read_ledger_spool(spool, cursor[i])
+                if len(new):
+                    records.append(new)
+            else:
+                found, cursor[i] = read_spool(spool, cursor[i])
+                invalid.extend(found)
+        if len(records) > 1:  # each worker's in line order; together, sorted (lines are unique)
+            joined = np.concatenate(records)
+            merged = joined[np.argsort(joined[:, 0], kind="stable")]
+        else:
+            merged = records[0] if records else _NO_RECORDS
+        invalid.sort(key=_line)
+        return RawRejects(merged, invalid), cursor
 
     def close(self) -> RunResult:
         """End the stream (a last row without LF counts), wait for the workers, merge.

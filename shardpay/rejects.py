@@ -19,6 +19,7 @@ Two spool formats, one per kind of process:
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import io
 import os
@@ -29,37 +30,32 @@ from collections.abc import Iterable, Iterator
 from typing import IO, BinaryIO, NamedTuple
 
 import msgspec
+import numpy as np
 
-from .codes import (
-    ACCOUNT_LOCKED,
-    ALREADY_DISPUTED,
-    CHARGED_BACK,
-    DUPLICATE_TX,
-    INSUFFICIENT_FUNDS,
-    KIND_NAMES,
-    NOT_DISPUTABLE,
-    NOT_DISPUTED,
-    OVERFLOW,
-    REASONS,
-    UNKNOWN_TX,
-    WITHDRAWAL,
-    WITHDRAWN,
-)
+from ._render_py import detail
+from .codes import KIND_NAMES, REASONS, WITHDRAWAL
 from .errors import OutputError
 from .money import format_units
+from .twins import pick
 
 __all__ = [
+    "RENDER",
+    "RawRejects",
     "Reject",
     "Spool",
+    "answer_lines",
     "close_spools",
     "merge",
     "open_spools",
+    "read_ledger_spool",
     "read_spool",
-    "render",
     "rejects_batch",
+    "render",
     "unpack_rejects",
 ]
 
+_twin, RENDER = pick("render", "SHARDPAY_RENDER")
+"""Which twin of :func:`answer_lines` runs: ``"compiled"`` or ``"python"``."""
 _LEN = struct.Struct("<I")
 _ENC = msgspec.msgpack.Encoder()
 
@@ -110,26 +106,63 @@ def render(line: int, reason: int, kind: int, client: int, tx: int, amount: int,
         aux: the available balance for ``insufficient_funds`` (units), the
             stored state for ``already_disputed``/``not_disputed``, else 0.
     """
-    if reason == DUPLICATE_TX:
-        detail = f"tx {tx} was already used by an earlier deposit or withdrawal"
-    elif reason == ACCOUNT_LOCKED:
-        detail = f"account {client} is locked by a chargeback"
-    elif reason == INSUFFICIENT_FUNDS:
-        detail = f"available {format_units(aux)} is less than {format_units(amount)}"
-    elif reason == UNKNOWN_TX:
-        detail = f"client {client} has no accepted deposit or withdrawal with tx {tx} before this line"
-    elif reason == NOT_DISPUTABLE:
-        detail = f"tx {tx} is a withdrawal; only deposits can be disputed"
-    elif reason == ALREADY_DISPUTED:
-        detail = f"tx {tx} was charged back" if aux == CHARGED_BACK else f"tx {tx} is already under dispute"
-    elif reason == NOT_DISPUTED:
-        detail = f"tx {tx} is a withdrawal" if aux == WITHDRAWN else f"tx {tx} is not under dispute"
-    elif reason == OVERFLOW:
-        detail = "a balance would leave the signed 64-bit range of 1/10,000 units"
-    else:
-        detail = ""
     amount_text = format_units(amount) if kind <= WITHDRAWAL else ""
-    return Reject(line, KIND_NAMES[kind], str(client), str(tx), amount_text, REASONS[reason], detail)
+    return Reject(line, KIND_NAMES[kind], str(client), str(tx), amount_text, REASONS[reason],
+                  detail(reason, client, tx, amount, aux))
+
+
+def answer_lines(records: np.ndarray, offset: int = 0) -> bytes:
+    """Ledger records straight to the ``LINE,REASON,DETAIL`` lines of a ``shardpay serve``
+    answer: the bytes :func:`shardpay.serve.protocol.reject_lines` gives for their
+    :func:`render`, without a :class:`Reject` a record (compiled unless
+    ``SHARDPAY_RENDER=python``; :data:`RENDER` says which).
+
+    Args:
+        records: int64 array of shape ``(n, 7)``, C-contiguous: ledger records, in the
+            order wanted (see :class:`RawRejects`).
+        offset: added to each line number (engine line to batch line).
+    """
+    return _twin.answer_lines(records, offset)
+
+
+class RawRejects(NamedTuple):
+    """Rejects as read from the spools, not yet rendered (see :meth:`shardpay.Engine.raw_rejects_since`).
+
+    Attributes:
+        records: the workers' ledger records, int64 of shape ``(n, 7)``, in line order.
+        invalid: the reader's rejects (invalid rows), in line order.
+    """
+
+    records: np.ndarray
+    invalid: list[Reject]
+
+    @property
+    def count(self) -> int:
+        """How many rejects."""
+        return len(self.records) + len(self.invalid)
+
+    def rejects(self) -> list[Reject]:
+        """Every reject as a :class:`Reject`, in line order."""
+        ledger = [render(*r) for r in self.records.tolist()]
+        if not self.invalid:
+            return ledger
+        return list(heapq.merge(ledger, self.invalid, key=_line)) if ledger else list(self.invalid)
+
+    def split(self, firsts: list[int]) -> list[RawRejects]:
+        """The rejects of consecutive ranges of lines: range ``i`` from ``firsts[i]`` up to
+        ``firsts[i + 1]`` (the last: to the end). Rejects before ``firsts[0]`` are in none.
+
+        Args:
+            firsts: ascending line numbers.
+        """
+        starts = np.searchsorted(self.records[:, 0], firsts, side="left").tolist() + [len(self.records)]
+        if self.invalid:
+            lines = [r.line for r in self.invalid]
+            cuts = [bisect.bisect_left(lines, f) for f in firsts] + [len(lines)]
+        else:
+            cuts = [0] * (len(firsts) + 1)
+        return [RawRejects(self.records[starts[i]:starts[i + 1]], self.invalid[cuts[i]:cuts[i + 1]])
+                for i in range(len(firsts))]
 
 
 # -- spools -------------------------------------------------------------------------------
@@ -202,6 +235,21 @@ def read_spool(spool: Spool, offset: int = 0) -> tuple[list[Reject], int]:
             rejects.extend(batch)
             offset += size
     return rejects, offset
+
+
+def read_ledger_spool(spool: Spool, offset: int = 0) -> tuple[np.ndarray, int]:
+    """The ledger records a worker's ``spool`` holds from byte ``offset`` on, not rendered,
+    and the offset to pass next time.
+
+    Returns:
+        ``(records, offset)``: int64 of shape ``(n, 7)``, in line order; whole records only
+        (one still being written is left for the next call).
+    """
+    with open(spool.path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    whole = len(data) - len(data) % _RECORD_BYTES
+    return np.frombuffer(data, dtype=np.int64, count=whole // 8).reshape(-1, 7), offset + whole
 
 
 def _reject_batches(f: BinaryIO) -> Iterator[tuple[list[Reject], int]]:

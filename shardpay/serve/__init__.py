@@ -12,7 +12,7 @@ applied exactly once, durably, by authenticated clients.
                         batch queued meanwhile as one group, batches.Book.commit:
                          1. ids seen before: 'already' (the first answer) or 'conflict'
                          2. new batches' records -> journal (journal.py): write + fsync
-                         3. Engine.feed(their rows); Engine.rejects_since -> per-row results
+                         3. Engine.feed(their rows); Engine.raw_rejects_since -> per-row results
                                    |                      (answers formatted back on the loop)
                                    v
                         Engine: reader -> decoders -> sequencer -> workers (see shardpay.engine)

@@ -10,8 +10,9 @@
                          other bytes -> "conflict". Nothing is written or applied for them.
                       2. the new batches' records -> Journal.append (write + fsync)
                          a failed write -> every new batch of the group: "journal" error
-                      3. Engine.feed(their rows), then Engine.rejects_since: each reject
-                         goes to its batch by engine line -> per-row results
+                      3. Engine.feed(their rows), then Engine.raw_rejects_since: each reject
+                         goes to its batch by engine line -> per-row results (the ledger's
+                         records rendered straight to answer lines, rejects.answer_lines)
                       4. the id index remembers each batch's sha256 and result
 
 At start :meth:`Book.start` replays the journal through steps 3 and 4, so
@@ -21,7 +22,6 @@ retried after a restart gets ``already`` with the rows it got the first time.
 
 from __future__ import annotations
 
-import bisect
 import errno
 import hashlib
 import re
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..decode import parse_header
 from ..errors import InputError
-from ..rejects import Reject
+from ..rejects import RawRejects, answer_lines
 from .journal import CSV_HEADER, Journal, encode_record
 from .limits import log
 from .protocol import ProtocolError, error_line, reject_lines, status_line
@@ -44,9 +44,9 @@ __all__ = ["Applied", "Book", "Outcome", "Pending", "count_rows", "prepare", "sp
 REPLAY_FEED_BYTES = 4 * 1024 * 1024
 """Rows fed to the engine at once during replay: fewer calls against less memory."""
 REPLAY_SETTLE_BYTES = 64 * 1024 * 1024
-"""Rows replayed between two ``rejects_since`` calls: bounds the rejects held at once."""
+"""Rows replayed between two ``raw_rejects_since`` calls: bounds the rejects held at once."""
 RETRY_SECONDS = 5.0
-"""How long ``rejects_since`` is retried while the process is out of file descriptors."""
+"""How long ``raw_rejects_since`` is retried while the process is out of file descriptors."""
 
 _BOM = b"\xef\xbb\xbf"
 _NO_COMMA = re.compile(rb"^[^,\n]*\n", re.M)  # only such lines can be empty
@@ -146,7 +146,7 @@ class Applied:
     sha256: str
     accepted: int
     rejected: int
-    _rejects: list[Reject] | None  # the engine's records, until first formatted
+    _rejects: RawRejects | None  # the engine's records, until first formatted
     _offset: int  # batch line = engine line + offset
     _lines: bytes | None = None
 
@@ -158,7 +158,12 @@ class Applied:
         rejects = self._rejects
         lines = self._lines
         if lines is None:
-            lines = reject_lines(rejects or [], self._offset)
+            if rejects is None:
+                lines = b""
+            elif not rejects.invalid:  # the ledger's only: straight to bytes
+                lines = answer_lines(rejects.records, self._offset)
+            else:
+                lines = reject_lines(rejects.rejects(), self._offset)
             self._lines = lines
             self._rejects = None
         return lines
@@ -303,29 +308,23 @@ class Book:
         """
         if not fed:
             return
-        rejects, self.cursor = self._rejects_since()
-        firsts = [f.first_line for f in fed]
-        per: list[list[Reject]] = [[] for _ in fed]
-        for r in rejects:
-            i = bisect.bisect_right(firsts, r.line) - 1
-            if i >= 0:
-                per[i].append(r)
-        for f, mine in zip(fed, per):
-            applied = Applied(f.sha256, f.rows - len(mine), len(mine), mine, f.header_line + 1 - f.first_line)
+        raw, self.cursor = self._rejects_since()
+        for f, mine in zip(fed, raw.split([f.first_line for f in fed])):
+            applied = Applied(f.sha256, f.rows - mine.count, mine.count, mine, f.header_line + 1 - f.first_line)
             if not lazy:
                 applied.reject_lines()
             self.applied.setdefault(f.key, applied)
             self.batches += 1
             self.rows += f.rows
 
-    def _rejects_since(self) -> tuple[list, list[int]]:
-        """``Engine.rejects_since``, retried while the process is out of file descriptors
+    def _rejects_since(self) -> tuple[RawRejects, list[int]]:
+        """``Engine.raw_rejects_since``, retried while the process is out of file descriptors
         (it opens each reject spool): the rows are applied, only their results wait."""
         deadline = time.monotonic() + RETRY_SECONDS
         waited = False
         while True:
             try:
-                return self.engine.rejects_since(self.cursor)
+                return self.engine.raw_rejects_since(self.cursor)
             except OSError as err:
                 if err.errno not in (errno.EMFILE, errno.ENFILE) or time.monotonic() > deadline:
                     raise
@@ -343,10 +342,10 @@ class Book:
 
     def close(self) -> bytes:
         """End the engine (every row applied); the final accounts as :meth:`snapshot` gives them."""
-        from ..report import HEADER
+        from ..report import HEADER, account_line
 
-        with self.engine.close() as result:
-            return (HEADER + "".join(a.csv_line() for a in result.account_list())).encode()
+        with self.engine.close() as result:  # the columns straight to lines, as the batch CLI writes them
+            return (HEADER + "".join([account_line(*a) for a in zip(*result.accounts)])).encode()
 
 
 def _again(done: Applied, p: Pending) -> Outcome:

@@ -8,6 +8,8 @@ import random
 import pytest
 
 import shardpay
+from shardpay.rejects import answer_lines
+from shardpay.serve.protocol import reject_lines
 from shardpay.testing import model
 from shardpay.testing.generate import generate
 from tests.conftest import FIXTURES
@@ -111,4 +113,20 @@ def test_rejects_since_reads_only_what_is_new(shm_clean):
         rejects, cursor = engine.rejects_since(cursor)
         assert [(r.line, r.reason) for r in rejects] == [(5, "duplicate_tx"), (7, "unknown_tx")]
         assert [r.line for r in engine.rejects()] == [3, 4, 5, 7]
+    engine.result.close()
+
+
+def test_raw_rejects_since_holds_every_workers_records_by_line(shm_clean):
+    header = b"type,client,tx,amount\n"
+    rows = b"".join(b"withdrawal,%d,%d,5\n" % (client, tx) for tx, client in enumerate([1, 2, 3, 4, 2, 1, 4], 1))
+    with shardpay.Engine(workers=2) as engine:
+        engine.feed(header + rows + b"bogus\ndispute,3,99,\n")
+        raw, cursor = engine.raw_rejects_since()
+        assert raw.records[:, 0].tolist() == [2, 3, 4, 5, 6, 7, 8, 10]  # from both workers, by line
+        assert [r.line for r in raw.invalid] == [9]
+        assert raw.count == 9
+        assert raw.rejects() == engine.rejects()
+        assert answer_lines(raw.records, 1) == reject_lines([r for r in raw.rejects() if r.line != 9], 1)
+        again, _ = engine.raw_rejects_since(cursor)
+        assert again.count == 0 and again.records.shape == (0, 7)
     engine.result.close()

@@ -11,35 +11,48 @@ from __future__ import annotations
 
 import errno
 
+import numpy as np
 import pytest
 
-from shardpay.rejects import Reject
+from shardpay.codes import DEPOSIT, REASONS
+from shardpay.rejects import RawRejects, Reject, render
 from shardpay.serve.batches import Book, count_rows, prepare, split_body
 from shardpay.serve.journal import Journal
-from shardpay.serve.protocol import ProtocolError
+from shardpay.serve.protocol import ProtocolError, reject_lines
 from shardpay.testing import model
 
 HEADER = b"type,client,tx,amount\n"
 
 
 class ModelEngine:
-    """``feed``/``rejects_since``/``snapshot``/``close`` over the reference model."""
+    """``feed``/``raw_rejects_since``/``snapshot``/``close`` over the reference model.
 
-    def __init__(self) -> None:
+    Args:
+        ledger: give the rejects of the rows the ledger rejects as ledger records
+            ``(line, reason, DEPOSIT, 1, line, 0, 0)``, as the engine does (else every
+            reject is a :class:`Reject` with detail ``detail of LINE``, as for invalid rows).
+    """
+
+    def __init__(self, ledger: bool = False) -> None:
         self.data = b""
+        self.ledger = ledger
 
     def feed(self, data: bytes) -> None:
         self.data += data
 
-    def rejects_since(self, cursor):
+    def raw_rejects_since(self, cursor):
         last = cursor[0] if cursor else 0
-        rejects = [Reject(line, "", "", "", "", reason, f"detail of {line}")
-                   for line, reason in model.run(self.data).rejects if line > last]
-        return rejects, [rejects[-1].line if rejects else last]
+        new = [(line, reason) for line, reason in model.run(self.data).rejects if line > last]
+        as_records = [(line, REASONS.index(reason), DEPOSIT, 1, line, 0, 0) for line, reason in new
+                      if self.ledger and reason != "invalid_row"]
+        invalid = [Reject(line, "", "", "", "", reason, f"detail of {line}") for line, reason in new
+                   if not (self.ledger and reason != "invalid_row")]
+        records = np.array(as_records, dtype=np.int64).reshape(-1, 7)
+        return RawRejects(records, invalid), [new[-1][0] if new else last]
 
 
-def book_on(tmp_path) -> tuple[Book, ModelEngine]:
-    engine = ModelEngine()
+def book_on(tmp_path, ledger: bool = False) -> tuple[Book, ModelEngine]:
+    engine = ModelEngine(ledger)
     book = Book(engine, Journal(str(tmp_path / "j")))  # type: ignore[arg-type]
     book.start()
     return book, engine
@@ -96,6 +109,34 @@ def test_line_numbers_are_the_batchs_own(tmp_path):
     book.commit([prepare("a", HEADER + b"deposit,1,1,10\n", "-@h")])
     [o] = book.commit([prepare("b", b"\n\n" + HEADER + b"withdrawal,1,2,50\n", "-@h")])
     assert o.reject_lines == b"4,insufficient_funds,detail of 3\n"  # engine line 3, line 4 of batch b
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_ledger_records_answer_as_their_rendered_rejects(tmp_path, lazy):
+    """The ledger's records go straight to answer lines (rejects.answer_lines), alone or merged
+    by line with invalid rows: the bytes of protocol.reject_lines over their rendered Rejects."""
+    book, engine = book_on(tmp_path, ledger=True)
+    bodies = [HEADER + b"deposit,1,1,10\nwithdrawal,1,2,50\ndeposit,1,1,3\n",
+              b"\n" + HEADER + b"bogus\nwithdrawal,1,3,50\n\nx,y\nresolve,1,1\n",
+              HEADER + b"deposit,1,4,1\n"]
+    if lazy:
+        outcomes = book.commit([prepare(f"b{i}", b, "-@h") for i, b in enumerate(bodies)])
+    else:  # replayed: formatted at once
+        book.commit([prepare(f"b{i}", b, "-@h") for i, b in enumerate(bodies)])
+        book.journal.close()
+        book, engine = book_on(tmp_path, ledger=True)
+        outcomes = book.commit([prepare(f"b{i}", b, "-@h") for i, b in enumerate(bodies)])
+    first_lines = [2, 5, 10]  # engine lines of each batch's first row
+    offsets = [1 + 1 - 2, 2 + 1 - 5, 1 + 1 - 10]  # header line + 1 - first engine line
+    model_rejects = model.run(engine.data).rejects
+    for i, o in enumerate(outcomes):
+        end = first_lines[i + 1] if i + 1 < len(first_lines) else 10**9
+        mine = [(line, reason) for line, reason in model_rejects if first_lines[i] <= line < end]
+        want = [render(line, REASONS.index(reason), DEPOSIT, 1, line, 0, 0) if reason != "invalid_row"
+                else Reject(line, "", "", "", "", reason, f"detail of {line}") for line, reason in mine]
+        assert o.rejected == len(want)
+        assert o.reject_lines == reject_lines(want, offsets[i])
+    assert outcomes[1].reject_lines.startswith(b"3,invalid_row,detail of 5\n4,insufficient_funds,")
 
 
 def test_one_group_with_the_same_id_twice(tmp_path):

@@ -1,0 +1,85 @@
+"""Ledger reject records to text, in pure Python: the readable twin of ``_render.pyx``.
+
+A worker spools each rejected row as a ledger record of seven i64
+``(line, reason, kind, client, tx, amount, aux)`` (:mod:`shardpay.rejects`).
+This module holds the one wording of their details, :func:`detail`, which
+:func:`shardpay.rejects.render` uses for a :class:`~shardpay.rejects.Reject`,
+and :func:`answer_lines`, the same records straight to the
+``LINE,REASON,DETAIL`` lines of a ``shardpay serve`` answer.
+:mod:`shardpay._render` (Cython) has the same interface and gives the same
+bytes (a differential test compares them); :mod:`shardpay.rejects` picks
+one (``SHARDPAY_RENDER=python|compiled``, see :func:`shardpay.twins.pick`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .codes import (
+    ACCOUNT_LOCKED,
+    ALREADY_DISPUTED,
+    CHARGED_BACK,
+    DUPLICATE_TX,
+    INSUFFICIENT_FUNDS,
+    NOT_DISPUTABLE,
+    NOT_DISPUTED,
+    OVERFLOW,
+    REASONS,
+    UNKNOWN_TX,
+    WITHDRAWN,
+)
+from .money import format_units
+
+__all__ = ["answer_lines", "detail"]
+
+
+def detail(reason: int, client: int, tx: int, amount: int, aux: int) -> str:
+    """What was wrong with a row the ledger rejected (the ``detail`` of its Reject).
+
+    Args:
+        reason: index into :data:`shardpay.codes.REASONS`. client, tx: ids.
+        amount: 1/10,000 units (0 for dispute, resolve, chargeback).
+        aux: the available balance for ``insufficient_funds`` (units), the
+            stored state for ``already_disputed``/``not_disputed``, else 0.
+    """
+    if reason == DUPLICATE_TX:
+        return f"tx {tx} was already used by an earlier deposit or withdrawal"
+    if reason == ACCOUNT_LOCKED:
+        return f"account {client} is locked by a chargeback"
+    if reason == INSUFFICIENT_FUNDS:
+        return f"available {format_units(aux)} is less than {format_units(amount)}"
+    if reason == UNKNOWN_TX:
+        return f"client {client} has no accepted deposit or withdrawal with tx {tx} before this line"
+    if reason == NOT_DISPUTABLE:
+        return f"tx {tx} is a withdrawal; only deposits can be disputed"
+    if reason == ALREADY_DISPUTED:
+        return f"tx {tx} was charged back" if aux == CHARGED_BACK else f"tx {tx} is already under dispute"
+    if reason == NOT_DISPUTED:
+        return f"tx {tx} is a withdrawal" if aux == WITHDRAWN else f"tx {tx} is not under dispute"
+    if reason == OVERFLOW:
+        return "a balance would leave the signed 64-bit range of 1/10,000 units"
+    return ""
+
+
+def answer_lines(records: Any, offset: int) -> bytes:
+    """Ledger records as the reject lines of a ``shardpay serve`` answer.
+
+    Args:
+        records: a C-contiguous int64 array of shape ``(n, 7)`` (numpy), one
+            ledger record a row, in the order the lines are wanted.
+        offset: added to each record's line (engine line to batch line).
+
+    Returns:
+        ``LINE,REASON,DETAIL\\n`` a record, ASCII: the bytes
+        :func:`shardpay.serve.protocol.reject_lines` gives for their
+        :func:`shardpay.rejects.render`.
+
+    Raises:
+        ValueError: a record's reason is not an index of :data:`shardpay.codes.REASONS`.
+    """
+    out = []
+    for line, reason, _kind, client, tx, amount, aux in records.tolist():
+        if not 0 <= reason < len(REASONS):
+            raise ValueError(f"line {line}: reason code {reason} is not one of 0..{len(REASONS) - 1}")
+        out.append(f"{line + offset},{REASONS[reason]},{detail(reason, client, tx, amount, aux)}\n")
+    return "".join(out).encode("ascii")
