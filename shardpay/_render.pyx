@@ -14,7 +14,7 @@ one C buffer (at most :data:`MAX_LINE` bytes a record), with the wording of
 
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy, strlen
+from libc.string cimport memcpy, memmove, strlen
 
 from .codes import (
     ACCOUNT_LOCKED as _ACCOUNT_LOCKED,
@@ -25,13 +25,15 @@ from .codes import (
     NOT_DISPUTABLE as _NOT_DISPUTABLE,
     NOT_DISPUTED as _NOT_DISPUTED,
     OVERFLOW as _OVERFLOW,
+    KIND_NAMES as _KIND_NAMES,
     REASONS as _REASONS,
     UNKNOWN_TX as _UNKNOWN_TX,
+    WITHDRAWAL as _WITHDRAWAL,
     WITHDRAWN as _WITHDRAWN,
 )
 from ._render_py import detail
 
-__all__ = ["answer_lines", "detail"]
+__all__ = ["answer_lines", "csv_lines", "detail"]
 
 cdef Py_ssize_t C_MAX_LINE = 192
 MAX_LINE = C_MAX_LINE
@@ -67,6 +69,23 @@ cdef void _load_reasons() except *:
 
 
 _load_reasons()
+
+cdef char KIND_TEXT[8][16]
+cdef int64_t N_KINDS = len(_KIND_NAMES)
+cdef int64_t C_WITHDRAWAL = _WITHDRAWAL
+
+
+cdef void _load_kinds() except *:
+    if N_KINDS > 8:
+        raise ImportError("more than 8 kind codes: widen KIND_TEXT")
+    for i in range(N_KINDS):
+        name = _KIND_NAMES[i].encode("ascii")
+        if len(name) >= 16:
+            raise ImportError(f"kind {_KIND_NAMES[i]!r} is longer than 15: widen KIND_TEXT")
+        memcpy(KIND_TEXT[i], <const char*>name, len(name) + 1)
+
+
+_load_kinds()
 
 
 cdef inline char* put(char* p, const char* s) noexcept nogil:
@@ -190,6 +209,76 @@ def answer_lines(const int64_t[:, ::1] records, int64_t offset):
                 p = put(p + 1, REASON_TEXT[records[i, 1]])
                 p[0] = b","
                 p = put_detail(p + 1, records[i, 1], records[i, 3], records[i, 4], records[i, 5], records[i, 6])
+                p[0] = b"\n"
+                p += 1
+        return buf[:p - buf]
+    finally:
+        free(buf)
+
+
+def csv_lines(const int64_t[:, ::1] records):
+    """Ledger records as rows of the ``--rejects`` CSV (see
+    :func:`shardpay._render_py.csv_lines`: same argument, same bytes).
+
+    A row: line, kind, client, tx, the amount (a deposit's or withdrawal's,
+    else empty), reason, detail; the detail in double quotes if it holds a
+    comma (no detail holds a double quote).
+
+    Raises:
+        ValueError: a record's reason or kind code is out of range (checked
+            before anything is written).
+    """
+    cdef Py_ssize_t n = records.shape[0]
+    cdef Py_ssize_t i
+    cdef char* buf
+    cdef char* p
+    cdef char* d
+    cdef char* c
+    cdef bint comma
+    if records.shape[1] != 7:
+        raise ValueError(f"a ledger record has 7 fields, got {records.shape[1]}")
+    for i in range(n):
+        if not (0 <= records[i, 1] < N_REASONS and 0 <= records[i, 2] < N_KINDS):
+            raise ValueError(f"line {records[i, 0]}: reason code {records[i, 1]} or kind code "
+                             f"{records[i, 2]} out of range")
+    if n == 0:
+        return b""
+    buf = <char*>malloc(n * (C_MAX_LINE + 128))
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        p = buf
+        with nogil:
+            for i in range(n):
+                p = put_int(p, records[i, 0])
+                p[0] = b","
+                p = put(p + 1, KIND_TEXT[records[i, 2]])
+                p[0] = b","
+                p = put_int(p + 1, records[i, 3])
+                p[0] = b","
+                p = put_int(p + 1, records[i, 4])
+                p[0] = b","
+                p += 1
+                if records[i, 2] <= C_WITHDRAWAL:
+                    p = put_units(p, records[i, 5])
+                p[0] = b","
+                p = put(p + 1, REASON_TEXT[records[i, 1]])
+                p[0] = b","
+                d = p + 1  # the detail, then quoted in place if it holds a comma
+                p = put_detail(d, records[i, 1], records[i, 3], records[i, 4], records[i, 5], records[i, 6])
+                comma = False
+                c = d
+                while c < p:
+                    if c[0] == b",":
+                        comma = True
+                        break
+                    c += 1
+                if comma:
+                    memmove(d + 1, d, p - d)
+                    d[0] = b'"'
+                    p += 1
+                    p[0] = b'"'
+                    p += 1
                 p[0] = b"\n"
                 p += 1
         return buf[:p - buf]

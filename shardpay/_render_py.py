@@ -24,13 +24,16 @@ from .codes import (
     NOT_DISPUTABLE,
     NOT_DISPUTED,
     OVERFLOW,
+    KIND_NAMES,
     REASONS,
     UNKNOWN_TX,
+    WITHDRAWAL,
     WITHDRAWN,
 )
+from ._rejects_csv_py import csv_rows
 from .money import format_units
 
-__all__ = ["answer_lines", "detail"]
+__all__ = ["answer_lines", "csv_lines", "detail"]
 
 
 def detail(reason: int, client: int, tx: int, amount: int, aux: int) -> str:
@@ -83,3 +86,30 @@ def answer_lines(records: Any, offset: int) -> bytes:
             raise ValueError(f"line {line}: reason code {reason} is not one of 0..{len(REASONS) - 1}")
         out.append(f"{line + offset},{REASONS[reason]},{detail(reason, client, tx, amount, aux)}\n")
     return "".join(out).encode("ascii")
+
+
+def csv_lines(records: Any) -> bytes:
+    """Ledger records as rows of the ``--rejects`` CSV.
+
+    Args:
+        records: a C-contiguous int64 array of shape ``(n, 7)`` (numpy), one
+            ledger record a row, in the order the rows are wanted.
+
+    Returns:
+        ``line,type,client,tx,amount,reason,detail\n`` a record, ASCII: the
+        bytes :func:`shardpay._rejects_csv_py.csv_rows` gives for their
+        :func:`shardpay.rejects.render` (the amount with four decimals for a
+        deposit or withdrawal, else empty; a detail with a comma quoted).
+
+    Raises:
+        ValueError: a record's reason is not an index of
+            :data:`shardpay.codes.REASONS`, or its kind not one of
+            :data:`shardpay.codes.KIND_NAMES`.
+    """
+    rows = []
+    for line, reason, kind, client, tx, amount, aux in records.tolist():
+        if not (0 <= reason < len(REASONS) and 0 <= kind < len(KIND_NAMES)):
+            raise ValueError(f"line {line}: reason code {reason} or kind code {kind} out of range")
+        rows.append((line, KIND_NAMES[kind], str(client), str(tx), format_units(amount) if kind <= WITHDRAWAL else "",
+                     REASONS[reason], detail(reason, client, tx, amount, aux)))
+    return csv_rows(rows).encode("ascii")

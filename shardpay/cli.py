@@ -277,7 +277,7 @@ def _console() -> Any:
 def _main(opts: Options) -> int:
     from .engine import process
     from .proc import signals_held
-    from .report import PendingOutputs, print_summary, write_accounts, write_rejects, write_stats
+    from .report import PendingOutputs, print_summary, write_accounts, write_rejects_csv, write_stats
 
     console = _console()
     show = not opts.quiet
@@ -297,7 +297,7 @@ def _main(opts: Options) -> int:
                 console.print(str(r), markup=False, highlight=False, soft_wrap=True)
         if opts.rejects:
             with pending.open(opts.rejects) as f:
-                written = write_rejects(f, result.rejects())
+                written = write_rejects_csv(f, result.rejects_csv())
             if written != stats["rows_rejected"]:  # nothing lost: every rejected row is in the file
                 raise ShardpayError(f"{stats['rows_rejected']:,} rows were rejected but the rejects "
                                     f"spools hold {written:,}; no output written")

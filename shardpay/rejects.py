@@ -39,13 +39,16 @@ from .money import format_units
 from .twins import pick
 
 __all__ = [
+    "REJECTS_CSV",
     "RENDER",
     "RawRejects",
     "Reject",
     "Spool",
     "answer_lines",
     "close_spools",
+    "csv_rows",
     "merge",
+    "merged_csv",
     "open_spools",
     "read_ledger_spool",
     "read_spool",
@@ -56,6 +59,10 @@ __all__ = [
 
 _twin, RENDER = pick("render", "SHARDPAY_RENDER")
 """Which twin of :func:`answer_lines` runs: ``"compiled"`` or ``"python"``."""
+_csv_twin, REJECTS_CSV = pick("rejects_csv", "SHARDPAY_REJECTS_CSV")
+csv_rows = _csv_twin.csv_rows
+"""Rejects -> their ``--rejects`` CSV rows (``str``): the compiled :mod:`shardpay._rejects_csv`
+(``REJECTS_CSV == "compiled"``) or its twin :mod:`shardpay._rejects_csv_py`."""
 _LEN = struct.Struct("<I")
 _ENC = msgspec.msgpack.Encoder()
 
@@ -289,3 +296,86 @@ def merge(spools: Iterable[Spool]) -> Iterator[Reject]:
 
 def _line(r: Reject) -> int:
     return r.line
+
+
+# -- the --rejects CSV, merged -------------------------------------------------------------
+
+_CSV_BATCH = 1 << 12
+"""Rows a spool hands the merge at least at a time (a reader's spool batches are a chunk's)."""
+
+
+def merged_csv(spools: Iterable[Spool]) -> Iterator[bytes]:
+    """Every reject of a run as ``--rejects`` CSV rows, in line order, a block at a time.
+
+    The bytes (UTF-8, a row an LF) :func:`csv_rows` gives for :func:`merge`,
+    without a :class:`Reject` a ledger record: a worker's records become rows
+    in one call of the renderer (``csv_lines``), and the spools are merged a
+    block at a time by their line numbers (numpy), not a row at a time.
+    """
+    streams = [_csv_batches(s) for s in spools if os.path.getsize(s.path)]
+    if len(streams) == 1:  # one spool holds every reject: it is in line order already
+        return (text for _, text in streams[0])
+    return _merge_csv(streams)
+
+
+def _csv_batches(spool: Spool) -> Iterator[tuple[np.ndarray, bytes]]:
+    """``(lines, rows)`` of ``spool``'s whole batches in order: the line numbers (int64)
+    and the CSV rows of at least :data:`_CSV_BATCH` rejects (fewer at the end)."""
+    with open(spool.path, "rb") as f:
+        if spool.ledger:
+            while data := f.read(_READ_BYTES):
+                whole = len(data) - len(data) % _RECORD_BYTES
+                records = np.frombuffer(data, np.int64, whole // 8).reshape(-1, 7)
+                yield records[:, 0], _twin.csv_lines(records)
+                if whole < len(data):
+                    return
+            return
+        held: list[Reject] = []
+        for batch, _ in _reject_batches(f):
+            held += batch
+            if len(held) >= _CSV_BATCH:
+                yield np.fromiter(map(_line, held), np.int64, len(held)), csv_rows(held).encode("utf-8")
+                held = []
+        if held:
+            yield np.fromiter(map(_line, held), np.int64, len(held)), csv_rows(held).encode("utf-8")
+
+
+class _Block:
+    """One spool's rows in the merge: a batch, and how far it is taken."""
+
+    __slots__ = ("batches", "lines", "rows", "taken")
+
+    def __init__(self, batches: Iterator[tuple[np.ndarray, bytes]]) -> None:
+        self.batches = batches
+        self.lines: np.ndarray | None = None
+        self.rows: list[bytes] = []
+        self.taken = 0
+        self.next()
+
+    def next(self) -> None:
+        """Hold the spool's next non-empty batch (``lines`` None at its end)."""
+        self.lines, self.taken = None, 0
+        for lines, text in self.batches:
+            if len(lines):
+                self.lines, self.rows = lines, text.split(b"\n")
+                return
+
+
+def _merge_csv(streams: list[Iterator[tuple[np.ndarray, bytes]]]) -> Iterator[bytes]:
+    """The k-way merge by line of several spools' rows. Each round takes, from every
+    spool, its rows up to the smallest last line of the batches held (so one batch at
+    least is used up) and orders them by line."""
+    blocks = [_Block(s) for s in streams]
+    while live := [b for b in blocks if b.lines is not None]:
+        bound = min(int(b.lines[-1]) for b in live)
+        lines, rows = [], []
+        for b in live:
+            cut = b.taken + int(np.searchsorted(b.lines[b.taken:], bound, side="right"))
+            lines.append(b.lines[b.taken:cut])
+            rows += b.rows[b.taken:cut]
+            if cut == len(b.lines):
+                b.next()
+            else:
+                b.taken = cut
+        order = np.argsort(np.concatenate(lines), kind="stable").tolist()
+        yield b"\n".join([rows[i] for i in order]) + b"\n"

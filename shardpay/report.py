@@ -21,17 +21,13 @@ from typing import IO, Any
 
 from .errors import OutputError
 from .money import format_units
-from .rejects import Reject
-from .twins import pick
+from .rejects import REJECTS_CSV, Reject, csv_rows
 
-_twin, REJECTS_CSV = pick("rejects_csv", "SHARDPAY_REJECTS_CSV")
-csv_rows = _twin.csv_rows
-"""Rejects -> their ``--rejects`` CSV lines: the compiled :mod:`shardpay._rejects_csv`
-(``REJECTS_CSV == "compiled"``) or its twin :mod:`shardpay._rejects_csv_py`."""
 _REJECTS_BATCH = 8192
 
 __all__ = [
     "HEADER",
+    "REJECTS_CSV",
     "REJECTS_HEADER",
     "PendingOutputs",
     "account_line",
@@ -40,6 +36,7 @@ __all__ = [
     "print_summary",
     "write_accounts",
     "write_rejects",
+    "write_rejects_csv",
     "write_stats",
 ]
 
@@ -72,6 +69,17 @@ def write_rejects(out: IO[str], rejects: Iterable[Reject]) -> int:
     while batch := list(itertools.islice(rejects, _REJECTS_BATCH)):
         out.write(csv_rows(batch))
         written += len(batch)
+    return written
+
+
+def write_rejects_csv(out: IO[str], rows: Iterable[bytes]) -> int:
+    """Write the header and the rejects' CSV rows given as blocks (UTF-8 bytes, a row
+    an LF, as :func:`shardpay.rejects.merged_csv` gives them); return how many rows."""
+    out.write(",".join(REJECTS_HEADER) + "\n")
+    written = 0
+    for block in rows:
+        out.write(block.decode("utf-8"))
+        written += block.count(b"\n")
     return written
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from .errors import RingError
 from .proc import cpu_seconds, peak_rss_bytes
 from .report import account_line
-from .rejects import Reject, Spool, close_spools, merge
+from .rejects import Reject, Spool, close_spools, merge, merged_csv
 
 __all__ = ["Account", "Accounts", "RunResult", "merge_results", "merge_snapshots"]
 
@@ -71,6 +71,12 @@ class RunResult:
         Each call reads the spools afresh, so it may be called again; not after :meth:`close`.
         """
         return merge(self._spools)
+
+    def rejects_csv(self) -> Iterator[bytes]:
+        """Every rejected row as ``--rejects`` CSV rows, in line order, a block of
+        UTF-8 bytes at a time (:func:`shardpay.rejects.merged_csv`): the rows
+        :meth:`rejects` gives, written as the csv module would. Not after :meth:`close`."""
+        return merged_csv(self._spools)
 
     def close(self) -> None:
         """Free the temporary reject spools."""

@@ -4,8 +4,13 @@ a spool in whole batches from an offset, and the merge of every spool by line.""
 from __future__ import annotations
 
 from array import array
+from unittest import mock
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import shardpay.rejects as rejects_mod
 
 from shardpay.codes import (
     ACCOUNT_LOCKED,
@@ -28,7 +33,9 @@ from shardpay.codes import (
 from shardpay.rejects import (
     Reject,
     close_spools,
+    csv_rows,
     merge,
+    merged_csv,
     open_spools,
     read_spool,
     rejects_batch,
@@ -121,6 +128,38 @@ def test_merge_orders_every_spool_by_line(spools):
     assert [r.line for r in merge([w1])] == [5]
     empty = spools(True)[-1]
     assert list(merge([empty])) == []
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.booleans()), max_size=300), st.integers(1, 3),
+       st.sampled_from([2, 5, 4096]))
+def test_the_merged_csv_is_the_merge_written_as_csv(owners, workers, block):
+    """Any lines spread over a reader's spool (invalid rows, in batches) and workers'
+    spools (ledger records), read in blocks of any size: the merged CSV is what
+    csv_rows writes for merge()."""
+    made: list = []
+    with mock.patch.object(rejects_mod, "_CSV_BATCH", block), \
+         mock.patch.object(rejects_mod, "_READ_BYTES", 56 * block):  # ledger spools in small reads too
+        try:
+            open_spools(made, [False] + [True] * workers)
+            batch: list[Reject] = []
+            for line, (owner, cut) in enumerate(owners, start=2):
+                if owner == 0:
+                    batch.append(Reject(line, "de,posit", '"1', "", "", "invalid_row", "type 'x' is not one of a, b"))
+                    if cut:
+                        made[0].file.write(rejects_batch(batch))
+                        batch = []
+                else:
+                    kind = line % 5
+                    made[1 + (owner - 1) % workers].file.write(
+                        ledger_bytes((line, INSUFFICIENT_FUNDS if line % 2 else OVERFLOW, kind, 1, line, 15000, 0)))
+            if batch:
+                made[0].file.write(rejects_batch(batch))
+            for spool in made:
+                spool.file.flush()
+            want = csv_rows(list(merge(made))).encode()
+            assert b"".join(merged_csv(made)) == want
+        finally:
+            close_spools(made)
 
 
 def test_a_batch_unpacks_to_its_rejects():

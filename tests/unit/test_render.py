@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shardpay import _render_py, rejects
+from shardpay import _rejects_csv_py, _render_py, rejects
 from shardpay.codes import REASONS
 from shardpay.rejects import render
 from shardpay.serve.protocol import reject_lines
@@ -61,6 +61,37 @@ def test_the_twins_give_the_same_bytes(records, offset):
     pure = _render_py.answer_lines(as_array(records), offset)
     assert pure == want(records, offset)
     assert twin("compiled").answer_lines(as_array(records), offset) == pure
+
+
+def csv_want(records: list[tuple[int, ...]]) -> bytes:
+    return _rejects_csv_py.csv_rows([render(*r) for r in records]).encode("ascii")
+
+
+@pytest.mark.parametrize("name", ["compiled", "python"])
+def test_csv_rows_of_every_reason_and_kind_at_the_edges(name):
+    rng = random.Random(8)
+    records = [(rng.randrange(1, 10**12), reason, kind, rng.choice(EDGES), rng.choice(EDGES),
+                rng.choice(EDGES), rng.choice(EDGES[:4] + [2, 3] + EDGES[4:]))
+               for _ in range(500) for reason in range(len(REASONS)) for kind in range(5)]
+    assert twin(name).csv_lines(as_array(records)) == csv_want(records)
+    assert twin(name).csv_lines(as_array(records)[:0]) == b""
+
+
+@given(st.lists(st.tuples(st.integers(1, 2**40), st.integers(0, len(REASONS) - 1), st.integers(0, 4),
+                          I64, I64, I64, st.one_of(st.integers(0, 3), I64)), max_size=40))
+def test_the_twins_give_the_same_csv_rows(records):
+    pure = _render_py.csv_lines(as_array(records))
+    assert pure == csv_want(records)
+    assert twin("compiled").csv_lines(as_array(records)) == pure
+
+
+@pytest.mark.parametrize("name", ["compiled", "python"])
+@pytest.mark.parametrize("field, value", [(1, len(REASONS)), (1, -1), (2, 5), (2, -1)])
+def test_csv_rows_refuse_a_code_out_of_range(name, field, value):
+    record = [7, 0, 0, 1, 2, 3, 0]
+    record[field] = value
+    with pytest.raises(ValueError, match="line 7: "):
+        twin(name).csv_lines(as_array([tuple(record)]))
 
 
 def test_a_slice_of_an_array_and_no_records(answer_lines):
