@@ -37,6 +37,7 @@ __all__ = ["answer_lines", "csv_lines", "detail"]
 
 cdef Py_ssize_t C_MAX_LINE = 192
 MAX_LINE = C_MAX_LINE
+cdef Py_ssize_t C_MAX_CSV_ROW = 320  # 7 fields of up to 20 digits, a detail of two, quotes
 """Bytes a record's line can take at most: a 20-digit line, the longest reason
 (18), the longest detail (71 characters and two 20-digit ids), commas, LF."""
 
@@ -52,40 +53,28 @@ cdef int64_t C_CHARGED_BACK = _CHARGED_BACK
 cdef int64_t C_WITHDRAWN = _WITHDRAWN
 cdef int64_t N_REASONS = len(_REASONS)
 
-# The reason codes' names, as C strings.
+# The names of the reason codes and of the kind codes, as C strings.
 cdef char REASON_TEXT[16][24]
-
-
-cdef void _load_reasons() except *:
-    cdef bytes name
-    cdef Py_ssize_t i
-    if N_REASONS > 16:
-        raise ImportError("more than 16 reason codes: widen REASON_TEXT")
-    for i in range(N_REASONS):
-        name = _REASONS[i].encode("ascii")
-        if len(name) >= 24:
-            raise ImportError(f"reason code {_REASONS[i]!r} is longer than 23: widen REASON_TEXT")
-        memcpy(REASON_TEXT[i], <const char*>name, len(name) + 1)
-
-
-_load_reasons()
-
 cdef char KIND_TEXT[8][16]
 cdef int64_t N_KINDS = len(_KIND_NAMES)
 cdef int64_t C_WITHDRAWAL = _WITHDRAWAL
 
 
-cdef void _load_kinds() except *:
-    if N_KINDS > 8:
-        raise ImportError("more than 8 kind codes: widen KIND_TEXT")
-    for i in range(N_KINDS):
-        name = _KIND_NAMES[i].encode("ascii")
-        if len(name) >= 16:
-            raise ImportError(f"kind {_KIND_NAMES[i]!r} is longer than 15: widen KIND_TEXT")
-        memcpy(KIND_TEXT[i], <const char*>name, len(name) + 1)
+cdef void _load_names(names, char* table, Py_ssize_t rows, Py_ssize_t width) except *:
+    """Copy ``names`` into ``table``: ``rows`` C strings of ``width`` bytes each."""
+    cdef bytes name
+    cdef Py_ssize_t i
+    if len(names) > rows:
+        raise ImportError(f"more than {rows} names in {names!r}: widen its table")
+    for i in range(len(names)):
+        name = names[i].encode("ascii")
+        if len(name) >= width:
+            raise ImportError(f"{names[i]!r} is longer than {width - 1}: widen its table")
+        memcpy(table + i * width, <const char*>name, len(name) + 1)
 
 
-_load_kinds()
+_load_names(_REASONS, &REASON_TEXT[0][0], 16, 24)
+_load_names(_KIND_NAMES, &KIND_TEXT[0][0], 8, 16)
 
 
 cdef inline char* put(char* p, const char* s) noexcept nogil:
@@ -94,17 +83,20 @@ cdef inline char* put(char* p, const char* s) noexcept nogil:
     return p + n
 
 
-cdef inline char* put_int(char* p, int64_t v) noexcept nogil:
-    """``str(v)``: the digits of ``v``, ``-`` first if negative (INT64_MIN included)."""
-    cdef char digits[20]
-    cdef int n = 0
-    cdef uint64_t u
+cdef inline char* put_sign(char* p, int64_t v, uint64_t* magnitude) noexcept nogil:
+    """``-`` at ``p`` if ``v`` is negative, and ``|v|`` into ``magnitude`` (INT64_MIN included)."""
     if v < 0:
         p[0] = b"-"
-        p += 1
-        u = <uint64_t>(-(v + 1)) + 1
-    else:
-        u = <uint64_t>v
+        magnitude[0] = <uint64_t>(-(v + 1)) + 1
+        return p + 1
+    magnitude[0] = <uint64_t>v
+    return p
+
+
+cdef inline char* put_digits(char* p, uint64_t u) noexcept nogil:
+    """The decimal digits of ``u``."""
+    cdef char digits[20]
+    cdef int n = 0
     while True:
         digits[n] = <char>(48 + u % 10)
         n += 1
@@ -118,18 +110,20 @@ cdef inline char* put_int(char* p, int64_t v) noexcept nogil:
     return p
 
 
+cdef inline char* put_int(char* p, int64_t v) noexcept nogil:
+    """``str(v)``."""
+    cdef uint64_t u
+    p = put_sign(p, v, &u)
+    return put_digits(p, u)
+
+
 cdef inline char* put_units(char* p, int64_t units) noexcept nogil:
     """``shardpay.money.format_units(units)``: ``-`` if negative, the whole units, ``.``, four digits."""
     cdef uint64_t u
     cdef uint64_t frac
-    if units < 0:
-        p[0] = b"-"
-        p += 1
-        u = <uint64_t>(-(units + 1)) + 1
-    else:
-        u = <uint64_t>units
+    p = put_sign(p, units, &u)
     frac = u % 10000
-    p = put_int(p, <int64_t>(u // 10000))
+    p = put_digits(p, u // 10000)
     p[0] = b"."
     p[1] = <char>(48 + frac // 1000)
     p[2] = <char>(48 + frac // 100 % 10)
@@ -138,13 +132,27 @@ cdef inline char* put_units(char* p, int64_t units) noexcept nogil:
     return p + 5
 
 
+cdef const char* tx_words(int64_t reason, int64_t aux) noexcept nogil:
+    """What a detail about the row's tx says after ``tx N``; NULL for the other reasons."""
+    if reason == C_DUPLICATE_TX:
+        return b" was already used by an earlier deposit or withdrawal"
+    if reason == C_NOT_DISPUTABLE:
+        return b" is a withdrawal; only deposits can be disputed"
+    if reason == C_ALREADY_DISPUTED:
+        return b" was charged back" if aux == C_CHARGED_BACK else b" is already under dispute"
+    if reason == C_NOT_DISPUTED:
+        return b" is a withdrawal" if aux == C_WITHDRAWN else b" is not under dispute"
+    return NULL
+
+
 cdef char* put_detail(char* p, int64_t reason, int64_t client, int64_t tx, int64_t amount,
                       int64_t aux) noexcept nogil:
     """:func:`shardpay._render_py.detail`, written at ``p``."""
-    if reason == C_DUPLICATE_TX:
+    cdef const char* words = tx_words(reason, aux)
+    if words != NULL:
         p = put(p, b"tx ")
         p = put_int(p, tx)
-        p = put(p, b" was already used by an earlier deposit or withdrawal")
+        p = put(p, words)
     elif reason == C_ACCOUNT_LOCKED:
         p = put(p, b"account ")
         p = put_int(p, client)
@@ -160,31 +168,57 @@ cdef char* put_detail(char* p, int64_t reason, int64_t client, int64_t tx, int64
         p = put(p, b" has no accepted deposit or withdrawal with tx ")
         p = put_int(p, tx)
         p = put(p, b" before this line")
-    elif reason == C_NOT_DISPUTABLE:
-        p = put(p, b"tx ")
-        p = put_int(p, tx)
-        p = put(p, b" is a withdrawal; only deposits can be disputed")
-    elif reason == C_ALREADY_DISPUTED:
-        p = put(p, b"tx ")
-        p = put_int(p, tx)
-        p = put(p, b" was charged back" if aux == C_CHARGED_BACK else b" is already under dispute")
-    elif reason == C_NOT_DISPUTED:
-        p = put(p, b"tx ")
-        p = put_int(p, tx)
-        p = put(p, b" is a withdrawal" if aux == C_WITHDRAWN else b" is not under dispute")
     elif reason == C_OVERFLOW:
         p = put(p, b"a balance would leave the signed 64-bit range of 1/10,000 units")
     return p
 
 
-def answer_lines(const int64_t[:, ::1] records, int64_t offset):
-    """Ledger records as the reject lines of a ``shardpay serve`` answer
-    (see :func:`shardpay._render_py.answer_lines`: same arguments, same bytes).
+cdef char* put_answer_line(char* p, const int64_t* r, int64_t offset) noexcept nogil:
+    """Record ``r``'s ``LINE,REASON,DETAIL`` and an LF (its line plus ``offset``)."""
+    p = put_int(p, r[0] + offset)
+    p[0] = b","
+    p = put(p + 1, REASON_TEXT[r[1]])
+    p[0] = b","
+    p = put_detail(p + 1, r[1], r[3], r[4], r[5], r[6])
+    p[0] = b"\n"
+    return p + 1
 
-    Raises:
-        ValueError: a record's reason is not an index of :data:`shardpay.codes.REASONS`
-            (checked before anything is written).
-    """
+
+cdef char* put_csv_row(char* p, const int64_t* r) noexcept nogil:
+    """Record ``r``'s ``line,type,client,tx,amount,reason,detail`` and an LF."""
+    cdef char* detail
+    cdef char* c
+    p = put_int(p, r[0])
+    p[0] = b","
+    p = put(p + 1, KIND_TEXT[r[2]])
+    p[0] = b","
+    p = put_int(p + 1, r[3])
+    p[0] = b","
+    p = put_int(p + 1, r[4])
+    p[0] = b","
+    p += 1
+    if r[2] <= C_WITHDRAWAL:
+        p = put_units(p, r[5])
+    p[0] = b","
+    p = put(p + 1, REASON_TEXT[r[1]])
+    p[0] = b","
+    detail = p + 1
+    p = put_detail(detail, r[1], r[3], r[4], r[5], r[6])
+    c = detail
+    while c < p and c[0] != b",":
+        c += 1
+    if c < p:  # a comma: the detail in double quotes (no detail holds one)
+        memmove(detail + 1, detail, p - detail)
+        detail[0] = b'"'
+        p[1] = b'"'
+        p += 2
+    p[0] = b"\n"
+    return p + 1
+
+
+cdef bytes write_records(const int64_t[:, ::1] records, int64_t offset, bint csv_rows):
+    """Every record written by :func:`put_csv_row` (``csv_rows``) or :func:`put_answer_line`,
+    in one C buffer; the codes are checked before anything is written."""
     cdef Py_ssize_t n = records.shape[0]
     cdef Py_ssize_t i
     cdef char* buf
@@ -195,25 +229,36 @@ def answer_lines(const int64_t[:, ::1] records, int64_t offset):
         if not 0 <= records[i, 1] < N_REASONS:
             raise ValueError(f"line {records[i, 0]}: reason code {records[i, 1]} is not one of "
                              f"0..{N_REASONS - 1}")
+        if csv_rows and not 0 <= records[i, 2] < N_KINDS:
+            raise ValueError(f"line {records[i, 0]}: kind code {records[i, 2]} is not one of "
+                             f"0..{N_KINDS - 1}")
     if n == 0:
         return b""
-    buf = <char*>malloc(n * C_MAX_LINE)
+    buf = <char*>malloc(n * (C_MAX_CSV_ROW if csv_rows else C_MAX_LINE))
     if buf == NULL:
         raise MemoryError()
     try:
         p = buf
         with nogil:
             for i in range(n):
-                p = put_int(p, records[i, 0] + offset)
-                p[0] = b","
-                p = put(p + 1, REASON_TEXT[records[i, 1]])
-                p[0] = b","
-                p = put_detail(p + 1, records[i, 1], records[i, 3], records[i, 4], records[i, 5], records[i, 6])
-                p[0] = b"\n"
-                p += 1
+                if csv_rows:
+                    p = put_csv_row(p, &records[i, 0])
+                else:
+                    p = put_answer_line(p, &records[i, 0], offset)
         return buf[:p - buf]
     finally:
         free(buf)
+
+
+def answer_lines(const int64_t[:, ::1] records, int64_t offset):
+    """Ledger records as the reject lines of a ``shardpay serve`` answer
+    (see :func:`shardpay._render_py.answer_lines`: same arguments, same bytes).
+
+    Raises:
+        ValueError: a record's reason is not an index of :data:`shardpay.codes.REASONS`
+            (checked before anything is written).
+    """
+    return write_records(records, offset, False)
 
 
 def csv_lines(const int64_t[:, ::1] records):
@@ -228,59 +273,4 @@ def csv_lines(const int64_t[:, ::1] records):
         ValueError: a record's reason or kind code is out of range (checked
             before anything is written).
     """
-    cdef Py_ssize_t n = records.shape[0]
-    cdef Py_ssize_t i
-    cdef char* buf
-    cdef char* p
-    cdef char* d
-    cdef char* c
-    cdef bint comma
-    if records.shape[1] != 7:
-        raise ValueError(f"a ledger record has 7 fields, got {records.shape[1]}")
-    for i in range(n):
-        if not (0 <= records[i, 1] < N_REASONS and 0 <= records[i, 2] < N_KINDS):
-            raise ValueError(f"line {records[i, 0]}: reason code {records[i, 1]} or kind code "
-                             f"{records[i, 2]} out of range")
-    if n == 0:
-        return b""
-    buf = <char*>malloc(n * (C_MAX_LINE + 128))
-    if buf == NULL:
-        raise MemoryError()
-    try:
-        p = buf
-        with nogil:
-            for i in range(n):
-                p = put_int(p, records[i, 0])
-                p[0] = b","
-                p = put(p + 1, KIND_TEXT[records[i, 2]])
-                p[0] = b","
-                p = put_int(p + 1, records[i, 3])
-                p[0] = b","
-                p = put_int(p + 1, records[i, 4])
-                p[0] = b","
-                p += 1
-                if records[i, 2] <= C_WITHDRAWAL:
-                    p = put_units(p, records[i, 5])
-                p[0] = b","
-                p = put(p + 1, REASON_TEXT[records[i, 1]])
-                p[0] = b","
-                d = p + 1  # the detail, then quoted in place if it holds a comma
-                p = put_detail(d, records[i, 1], records[i, 3], records[i, 4], records[i, 5], records[i, 6])
-                comma = False
-                c = d
-                while c < p:
-                    if c[0] == b",":
-                        comma = True
-                        break
-                    c += 1
-                if comma:
-                    memmove(d + 1, d, p - d)
-                    d[0] = b'"'
-                    p += 1
-                    p[0] = b'"'
-                    p += 1
-                p[0] = b"\n"
-                p += 1
-        return buf[:p - buf]
-    finally:
-        free(buf)
+    return write_records(records, 0, True)

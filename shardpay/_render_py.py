@@ -36,6 +36,22 @@ from .money import format_units
 __all__ = ["answer_lines", "csv_lines", "detail"]
 
 
+_WORDS = {  # a reason's detail: a template over the record's fields
+    DUPLICATE_TX: "tx {tx} was already used by an earlier deposit or withdrawal",
+    ACCOUNT_LOCKED: "account {client} is locked by a chargeback",
+    INSUFFICIENT_FUNDS: "available {available} is less than {amount}",
+    UNKNOWN_TX: "client {client} has no accepted deposit or withdrawal with tx {tx} before this line",
+    NOT_DISPUTABLE: "tx {tx} is a withdrawal; only deposits can be disputed",
+    ALREADY_DISPUTED: "tx {tx} is already under dispute",
+    NOT_DISPUTED: "tx {tx} is not under dispute",
+    OVERFLOW: "a balance would leave the signed 64-bit range of 1/10,000 units",
+}
+_WORDS_IN_STATE = {  # (reason, the stored state in aux): its detail instead
+    (ALREADY_DISPUTED, CHARGED_BACK): "tx {tx} was charged back",
+    (NOT_DISPUTED, WITHDRAWN): "tx {tx} is a withdrawal",
+}
+
+
 def detail(reason: int, client: int, tx: int, amount: int, aux: int) -> str:
     """What was wrong with a row the ledger rejected (the ``detail`` of its Reject).
 
@@ -44,24 +60,14 @@ def detail(reason: int, client: int, tx: int, amount: int, aux: int) -> str:
         amount: 1/10,000 units (0 for dispute, resolve, chargeback).
         aux: the available balance for ``insufficient_funds`` (units), the
             stored state for ``already_disputed``/``not_disputed``, else 0.
+
+    Returns:
+        The detail; empty for a reason without one.
     """
-    if reason == DUPLICATE_TX:
-        return f"tx {tx} was already used by an earlier deposit or withdrawal"
-    if reason == ACCOUNT_LOCKED:
-        return f"account {client} is locked by a chargeback"
     if reason == INSUFFICIENT_FUNDS:
-        return f"available {format_units(aux)} is less than {format_units(amount)}"
-    if reason == UNKNOWN_TX:
-        return f"client {client} has no accepted deposit or withdrawal with tx {tx} before this line"
-    if reason == NOT_DISPUTABLE:
-        return f"tx {tx} is a withdrawal; only deposits can be disputed"
-    if reason == ALREADY_DISPUTED:
-        return f"tx {tx} was charged back" if aux == CHARGED_BACK else f"tx {tx} is already under dispute"
-    if reason == NOT_DISPUTED:
-        return f"tx {tx} is a withdrawal" if aux == WITHDRAWN else f"tx {tx} is not under dispute"
-    if reason == OVERFLOW:
-        return "a balance would leave the signed 64-bit range of 1/10,000 units"
-    return ""
+        return _WORDS[reason].format(available=format_units(aux), amount=format_units(amount))
+    words = _WORDS_IN_STATE.get((reason, aux)) or _WORDS.get(reason, "")
+    return words.format(client=client, tx=tx)
 
 
 def answer_lines(records: Any, offset: int) -> bytes:
@@ -108,8 +114,10 @@ def csv_lines(records: Any) -> bytes:
     """
     rows = []
     for line, reason, kind, client, tx, amount, aux in records.tolist():
-        if not (0 <= reason < len(REASONS) and 0 <= kind < len(KIND_NAMES)):
-            raise ValueError(f"line {line}: reason code {reason} or kind code {kind} out of range")
+        if not 0 <= reason < len(REASONS):
+            raise ValueError(f"line {line}: reason code {reason} is not one of 0..{len(REASONS) - 1}")
+        if not 0 <= kind < len(KIND_NAMES):
+            raise ValueError(f"line {line}: kind code {kind} is not one of 0..{len(KIND_NAMES) - 1}")
         rows.append((line, KIND_NAMES[kind], str(client), str(tx), format_units(amount) if kind <= WITHDRAWAL else "",
                      REASONS[reason], detail(reason, client, tx, amount, aux)))
     return csv_rows(rows).encode("ascii")
