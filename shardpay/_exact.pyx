@@ -5,12 +5,14 @@ The compiled twin of :mod:`shardpay._exact_py`: the same ``decode_line``, the
 same result for every line (a property test compares them). Picked by
 :mod:`shardpay.decode` unless it failed to build or ``SHARDPAY_EXACT=python``.
 
-A line of printable ASCII without a double quote is checked here, in SPEC's
-order (field count, type, client, tx, amount), each check in C, and the
-first that fails gives the reject, its detail in the twin's words. Every
-other line is handed to the twin: a valid row (the twin builds it), a quote
-(the csv module splits it), control characters, non-ASCII or non-UTF-8
-bytes. So this file holds only the checks; the twin stays the reference.
+A line of ASCII without a double quote or whitespace other than the space
+(control characters such as NUL allowed) is checked here, in SPEC's order
+(field count, type, client, tx, amount), each check in C, and the first
+that fails gives the reject, its detail in the twin's words and its fields
+with control characters shown escaped. Every other line is handed to the
+twin: a valid row (the twin builds it), a quote (the csv module splits it),
+a tab, CR or other whitespace, non-ASCII or non-UTF-8 bytes. So this file
+holds only the checks; the twin stays the reference.
 
 The checks, on the line's fields split at commas, spaces around each dropped:
 
@@ -27,7 +29,7 @@ amount     deposit, withdrawal: digits, an optional ``.`` and digits,
 =========  =========================================================
 """
 
-from ._exact_py import FIELD_COUNT, KIND_OF, TYPE_LIST, decode_line as _twin_line
+from ._exact_py import CONTROL, FIELD_COUNT, KIND_OF, TYPE_LIST, decode_line as _twin_line
 from .money import clip
 from .rejects import Reject
 
@@ -45,7 +47,7 @@ cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
 
 
-def decode_line(bytes raw, line):
+def decode_line(bytes raw not None, line):
     """Decode one data line exactly (SPEC "Input"): see :func:`shardpay._exact_py.decode_line`.
 
     Args:
@@ -60,10 +62,13 @@ def decode_line(bytes raw, line):
     cdef Py_ssize_t i, count
     cdef str text, field, type_, client, tx, amount
     cdef list fields
+    cdef bint controls = False
     for i in range(len(raw)):
-        if s[i] < 0x20 or s[i] > 0x7e or s[i] == b'"':
+        if s[i] == b'"' or s[i] > 0x7f or is_other_space(s[i]):
             return _twin_line(raw, line)
-    # Printable ASCII: the space is its only whitespace, so strip() is strip(" ").
+        if s[i] < 0x20 or s[i] == 0x7f:
+            controls = True
+    # The space is the line's only whitespace, so strip() is strip(" ").
     text = raw.decode("ascii").strip()
     if not text:
         return None
@@ -71,30 +76,38 @@ def decode_line(bytes raw, line):
     count = len(fields)
     if count != 4:
         if count != 3:
-            return invalid(line, FIELD_COUNT.format(count), fields)
+            return invalid(line, FIELD_COUNT.format(count), fields, controls)
         fields.append("")
     type_, client, tx, amount = fields
     kind = KIND_OF.get(type_)
     if kind is None:
-        return invalid(line, f"type {type_!r} is not one of {TYPE_LIST}", fields)
+        return invalid(line, f"type {type_!r} is not one of {TYPE_LIST}", fields, controls)
     if not plain_int(client, 65535):
-        return invalid(line, f"client {clip(client)!r} is not an integer 0..65535", fields)
+        return invalid(line, f"client {clip(client)!r} is not an integer 0..65535", fields, controls)
     if not plain_int(tx, 4294967295):
-        return invalid(line, f"tx {clip(tx)!r} is not an integer 0..4294967295", fields)
+        return invalid(line, f"tx {clip(tx)!r} is not an integer 0..4294967295", fields, controls)
     if kind <= WITHDRAWAL:
         detail = amount_error(amount)
         if detail is not None:
-            return invalid(line, detail, fields)
+            return invalid(line, detail, fields, controls)
     return _twin_line(raw, line)  # a valid row
 
 
-cdef invalid(line, str detail, list fields):
-    """The reject of an invalid row: its fields made four (more are joined into the amount)."""
+cdef inline bint is_other_space(unsigned char c):
+    """Whitespace other than the space (``str.strip`` drops it): TAB, LF, VT, FF, CR, 0x1c-0x1f."""
+    return 0x09 <= c <= 0x0d or 0x1c <= c <= 0x1f
+
+
+cdef invalid(line, str detail, list fields, bint controls):
+    """The reject of an invalid row: its fields made four (more are joined into the
+    amount), control characters shown escaped if the line has any."""
     cdef Py_ssize_t n = len(fields)
     if n > 4:
         fields = [fields[0], fields[1], fields[2], ",".join(fields[3:])]
     while len(fields) < 4:
         fields.append("")
+    if controls:
+        fields = [f if f.isprintable() else f.translate(CONTROL) for f in fields]
     return _new_reject(Reject, (line, fields[0], fields[1], fields[2], fields[3], "invalid_row", detail))
 
 

@@ -25,7 +25,7 @@ from .fields import ROW_CLASSES, Row
 from .money import clip, parse_amount
 from .rejects import Reject
 
-__all__ = ["FIELD_COUNT", "KIND_OF", "TYPE_LIST", "decode_line", "split_fields"]
+__all__ = ["CONTROL", "FIELD_COUNT", "KIND_OF", "TYPE_LIST", "decode_line", "split_fields"]
 
 KIND_OF = {name: code for code, name in enumerate(KIND_NAMES)}
 """Type field -> kind code."""
@@ -156,7 +156,7 @@ def _plain_int(text: str, limit: int, width: int) -> int | None:
     return value if value <= limit else None
 
 
-_CONTROL = str.maketrans({c: f"\\x{c:02x}" for c in [*range(32), 127]})
+CONTROL = str.maketrans({c: f"\\x{c:02x}" for c in [*range(32), 127]})
 _new_reject = tuple.__new__
 """``Reject(...)`` without the named tuple's Python-level ``__new__`` (what its ``_make`` does)."""
 
@@ -172,5 +172,5 @@ def _invalid(line: int, detail: str, fields: list[str], text: str) -> Reject:
     # Control characters (a stray CR, NUL) are shown escaped: the rejects CSV stays one line a row.
     # A field holds one only if the line does, and a string that holds one is not printable.
     if not text.isprintable():
-        fields = [f if f.isprintable() else f.translate(_CONTROL) for f in fields]
+        fields = [f if f.isprintable() else f.translate(CONTROL) for f in fields]
     return _new_reject(Reject, (line, fields[0], fields[1], fields[2], fields[3], "invalid_row", detail))

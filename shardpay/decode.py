@@ -22,7 +22,7 @@ Two paths give the same result for every line:
   order, and the reject detail; the reference is
   :mod:`shardpay._exact_py` (the ``csv`` module and
   :func:`shardpay.money.parse_amount`), its compiled twin
-  :mod:`shardpay._exact` checks lines of printable ASCII in C. Only the
+  :mod:`shardpay._exact` checks lines of ASCII in C. Only the
   lines the normaliser does not vouch for take it: invalid rows, RFC 4180
   escapes (a quote or comma inside a quoted field), other whitespace (VT,
   NO-BREAK SPACE...) and non-ASCII bytes.

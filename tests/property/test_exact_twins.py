@@ -3,7 +3,7 @@
 * the exact path: :func:`shardpay._exact.decode_line` gives, for every line,
   what :func:`shardpay._exact_py.decode_line` gives (the same row struct,
   the same reject with the same detail, or None), on the fuzz module's lines
-  and on lines of printable ASCII (the ones the compiled twin checks itself);
+  and on lines of ASCII (the ones the compiled twin checks itself);
 * the ``--rejects`` CSV: :func:`shardpay._rejects_csv.csv_rows` gives the
   text of :func:`shardpay._rejects_csv_py.csv_rows`, and the csv module reads
   it back to the same fields.
@@ -37,8 +37,9 @@ def _compiled(name: str):  # type: ignore[no-untyped-def]
 exact = _compiled("exact")
 rejects_csv = _compiled("rejects_csv")
 
-# Printable ASCII but the double quote: every line the compiled exact path checks itself.
-_PLAIN = st.text(alphabet=string.printable[:94].replace('"', "") + " ", max_size=8)
+# ASCII but the double quote and whitespace other than the space: the lines the compiled
+# exact path checks itself (control characters such as NUL included).
+_PLAIN = st.text(alphabet=string.printable[:94].replace('"', "") + " \x00\x01\x08\x0e\x1b\x7f", max_size=8)
 _PLAIN_FIELD = st.one_of(
     st.sampled_from(TYPES + NUMBERS[:10] + AMOUNTS[:20]),
     _PLAIN,
@@ -62,6 +63,9 @@ PLAIN_LINE = st.lists(_PLAIN_FIELD, min_size=1, max_size=6).map(lambda fields: "
 @example(raw=b"dispute,1,2,3,4", line=2)
 @example(raw=b"deposit,0000065535,0004294967295,1", line=2)
 @example(raw=b"deposit,65536,1,1", line=2)
+@example(raw=b"deposit,1,2,1.5\x00", line=2).via("NUL in the amount: escaped in the fields and the detail")
+@example(raw=b"dispute,1,2,\x00", line=2).via("NUL in an ignored amount: a valid row")
+@example(raw=b"deposit\x1f,1,2,3", line=2).via("a separator character is whitespace: the twin's")
 def test_the_compiled_exact_path_equals_its_twin(raw, line):
     got = exact.decode_line(raw, line)
     want = _exact_py.decode_line(raw, line)
