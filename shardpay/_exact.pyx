@@ -29,8 +29,8 @@ amount     deposit, withdrawal: digits, an optional ``.`` and digits,
 =========  =========================================================
 """
 
-from ._exact_py import CONTROL, FIELD_COUNT, KIND_OF, TYPE_LIST, decode_line as _twin_line
-from .money import clip
+from ._exact_py import BAD_CLIENT, BAD_TX, CONTROL, count_and_type, decode_line as _twin_line
+from .money import AMOUNT_DETAILS, clip
 from .rejects import Reject
 
 __all__ = ["decode_line"]
@@ -59,8 +59,8 @@ def decode_line(bytes raw not None, line):
         ``invalid_row``, or None for an empty (whitespace-only) line.
     """
     cdef const unsigned char* s = raw
-    cdef Py_ssize_t i, count
-    cdef str text, field, type_, client, tx, amount
+    cdef Py_ssize_t i
+    cdef str text, field, client, tx, amount
     cdef list fields
     cdef bint controls = False
     for i in range(len(raw)):
@@ -73,19 +73,14 @@ def decode_line(bytes raw not None, line):
     if not text:
         return None
     fields = [field.strip() for field in text.split(",")]
-    count = len(fields)
-    if count != 4:
-        if count != 3:
-            return invalid(line, FIELD_COUNT.format(count), fields, controls)
-        fields.append("")
-    type_, client, tx, amount = fields
-    kind = KIND_OF.get(type_)
+    kind, detail = count_and_type(fields)
     if kind is None:
-        return invalid(line, f"type {type_!r} is not one of {TYPE_LIST}", fields, controls)
+        return invalid(line, detail, fields, controls)
+    client, tx, amount = fields[1], fields[2], fields[3]
     if not plain_int(client, 65535):
-        return invalid(line, f"client {clip(client)!r} is not an integer 0..65535", fields, controls)
+        return invalid(line, BAD_CLIENT.format(clip(client)), fields, controls)
     if not plain_int(tx, 4294967295):
-        return invalid(line, f"tx {clip(tx)!r} is not an integer 0..4294967295", fields, controls)
+        return invalid(line, BAD_TX.format(clip(tx)), fields, controls)
     if kind <= WITHDRAWAL:
         detail = amount_error(amount)
         if detail is not None:
@@ -139,33 +134,33 @@ cdef amount_error(str text):
     cdef unsigned long long whole = 0, frac = 0, units
     cdef int whole_digits = 0, frac_digits = 0
     if n == 0:
-        return "amount is missing"
+        return AMOUNT_DETAILS["missing"]
     for i in range(n):  # digits, at most one point, digits
         if s[i] == b'.' and point < 0:
             point = i
         elif s[i] < b'0' or s[i] > b'9':
-            return f"amount {clip(text)!r} is not a decimal number"
+            return AMOUNT_DETAILS["not a number"].format(clip(text))
     if n == 1 and point == 0:
-        return f"amount {clip(text)!r} is not a decimal number"
+        return AMOUNT_DETAILS["not a number"].format(clip(text))
     if point >= 0:
         for i in range(point + 1, n):
             if frac_digits < 4:
                 frac = frac * 10 + (s[i] - c'0')
                 frac_digits += 1
             elif s[i] != b'0':
-                return f"amount {clip(text)!r} has more than 4 decimal places"
+                return AMOUNT_DETAILS["decimals"].format(clip(text))
     for i in range(point if point >= 0 else n):
         if whole_digits or s[i] != b'0':
             whole_digits += 1
             if whole_digits > MAX_WHOLE_DIGITS:
-                return f"amount {clip(text)!r} is larger than 922337203685477.5807"
+                return AMOUNT_DETAILS["too large"].format(clip(text))
             whole = whole * 10 + (s[i] - c'0')
     while frac_digits < 4:
         frac *= 10
         frac_digits += 1
     units = whole * 10000 + frac
     if units == 0:
-        return f"amount {clip(text)!r} is not greater than zero"
+        return AMOUNT_DETAILS["not positive"].format(clip(text))
     if units > MAX_UNITS:
-        return f"amount {clip(text)!r} is larger than 922337203685477.5807"
+        return AMOUNT_DETAILS["too large"].format(clip(text))
     return None

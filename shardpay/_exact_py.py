@@ -25,15 +25,21 @@ from .fields import ROW_CLASSES, Row
 from .money import clip, parse_amount
 from .rejects import Reject
 
-__all__ = ["CONTROL", "FIELD_COUNT", "KIND_OF", "TYPE_LIST", "decode_line", "split_fields"]
+__all__ = ["BAD_CLIENT", "BAD_TX", "BAD_TYPE", "CONTROL", "FIELD_COUNT", "KIND_OF", "count_and_type", "decode_line",
+           "split_fields"]
 
 KIND_OF = {name: code for code, name in enumerate(KIND_NAMES)}
 """Type field -> kind code."""
 
 # Whitespace around a quoted field is ignored (SPEC): drop it before the csv module sees it.
 _SPACE_AROUND_QUOTES = re.compile(r'(?<=")\s+(?=,|$)|(?:(?<=,)|^)\s+(?=")')
-TYPE_LIST = ", ".join(KIND_NAMES)
 FIELD_COUNT = "expected 4 fields (type,client,tx,amount), got {}"
+BAD_TYPE = "type {!r} is not one of " + ", ".join(KIND_NAMES)
+BAD_CLIENT = "client {!r} is not an integer 0..65535"
+BAD_TX = "tx {!r} is not an integer 0..4294967295"
+"""The details of an invalid row's field count, type, client and tx: templates over
+the count or the field as read (a client or tx shortened by :func:`clip`); the
+compiled twin words them the same."""
 
 
 class _OneLine:
@@ -120,21 +126,16 @@ def decode_line(raw: bytes, line: int) -> Row | Reject | None:
     fields = _fields(text)
     if isinstance(fields, str):
         return _invalid(line, fields, text.split(","), text)
-    n = len(fields)
-    if n != 4:
-        if n != 3:
-            return _invalid(line, FIELD_COUNT.format(n), fields, text)
-        fields.append("")
-    type_, client, tx, amount = fields
-    kind = KIND_OF.get(type_)
+    kind, detail = count_and_type(fields)
     if kind is None:
-        return _invalid(line, f"type {type_!r} is not one of {TYPE_LIST}", fields, text)
+        return _invalid(line, detail, fields, text)
+    _, client, tx, amount = fields
     client_id = _plain_int(client, 65535, 5)
     if client_id is None:
-        return _invalid(line, f"client {clip(client)!r} is not an integer 0..65535", fields, text)
+        return _invalid(line, BAD_CLIENT.format(clip(client)), fields, text)
     tx_id = _plain_int(tx, 2**32 - 1, 10)
     if tx_id is None:
-        return _invalid(line, f"tx {clip(tx)!r} is not an integer 0..4294967295", fields, text)
+        return _invalid(line, BAD_TX.format(clip(tx)), fields, text)
     if kind <= WITHDRAWAL:
         try:
             units = parse_amount(amount)
@@ -142,6 +143,25 @@ def decode_line(raw: bytes, line: int) -> Row | Reject | None:
             return _invalid(line, str(err), fields, text)
         return ROW_CLASSES[kind](client_id, tx_id, units)  # type: ignore[arg-type]
     return ROW_CLASSES[kind](client_id, tx_id, amount)  # type: ignore[arg-type]
+
+
+def count_and_type(fields: list[str]) -> tuple[int | None, str]:
+    """SPEC's field count and type checks on a line's fields (split, stripped), both twins'.
+
+    A three-field row is made four (its amount empty), in place.
+
+    Returns:
+        ``(kind code, "")``, or ``(None, detail)`` for the first check that fails.
+    """
+    n = len(fields)
+    if n != 4:
+        if n != 3:
+            return None, FIELD_COUNT.format(n)
+        fields.append("")
+    kind = KIND_OF.get(fields[0])
+    if kind is None:
+        return None, BAD_TYPE.format(fields[0])
+    return kind, ""
 
 
 def _plain_int(text: str, limit: int, width: int) -> int | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_UNITS", "MIN_UNITS", "SCALE", "clip", "format_units", "parse_amount"]
+__all__ = ["AMOUNT_DETAILS", "MAX_UNITS", "MIN_UNITS", "SCALE", "clip", "format_units", "parse_amount"]
 
 SCALE = 10_000
 """Units per whole currency unit: amounts have at most four decimal places."""
@@ -18,6 +18,16 @@ MIN_UNITS = -(2**63)
 """Smallest balance in units."""
 
 _AMOUNT = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
+
+AMOUNT_DETAILS = {
+    "missing": "amount is missing",
+    "not a number": "amount {!r} is not a decimal number",
+    "decimals": "amount {!r} has more than 4 decimal places",
+    "too large": "amount {!r} is larger than 922337203685477.5807",
+    "not positive": "amount {!r} is not greater than zero",
+}
+"""Why an amount is refused -> the reject detail, a template over the amount as read
+(shortened by :func:`clip`); the compiled exact path (``_exact.pyx``) words them the same."""
 
 
 def parse_amount(text: str) -> int:
@@ -37,21 +47,21 @@ def parse_amount(text: str) -> int:
     m = _AMOUNT.fullmatch(text)
     if m is None or not text or text == ".":
         if not text:
-            raise ValueError("amount is missing")
-        raise ValueError(f"amount {clip(text)!r} is not a decimal number")
+            raise ValueError(AMOUNT_DETAILS["missing"])
+        raise ValueError(AMOUNT_DETAILS["not a number"].format(clip(text)))
     whole, frac = m.group(1), m.group(2) or ""
     if len(frac) > 4:
         if frac[4:].strip("0"):
-            raise ValueError(f"amount {clip(text)!r} has more than 4 decimal places")
+            raise ValueError(AMOUNT_DETAILS["decimals"].format(clip(text)))
         frac = frac[:4]
     whole = whole.lstrip("0")
     if len(whole) > 15:  # > 922337203685477; also keeps int() below its 4300-digit limit
-        raise ValueError(f"amount {clip(text)!r} is larger than 922337203685477.5807")
+        raise ValueError(AMOUNT_DETAILS["too large"].format(clip(text)))
     units = int(whole or "0") * SCALE + int(frac.ljust(4, "0"))
     if units == 0:
-        raise ValueError(f"amount {clip(text)!r} is not greater than zero")
+        raise ValueError(AMOUNT_DETAILS["not positive"].format(clip(text)))
     if units > MAX_UNITS:
-        raise ValueError(f"amount {clip(text)!r} is larger than 922337203685477.5807")
+        raise ValueError(AMOUNT_DETAILS["too large"].format(clip(text)))
     return units
 
 
