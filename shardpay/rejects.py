@@ -25,7 +25,6 @@ import io
 import os
 import struct
 import tempfile
-from array import array
 from collections.abc import Iterable, Iterator
 from typing import IO, BinaryIO, NamedTuple
 
@@ -254,9 +253,24 @@ def read_ledger_spool(spool: Spool, offset: int = 0) -> tuple[np.ndarray, int]:
     """
     with open(spool.path, "rb") as f:
         f.seek(offset)
-        data = f.read()
-    whole = len(data) - len(data) % _RECORD_BYTES
-    return np.frombuffer(data, dtype=np.int64, count=whole // 8).reshape(-1, 7), offset + whole
+        records = _whole_records(f.read())
+    return records, offset + records.nbytes
+
+
+def _whole_records(data: bytes) -> np.ndarray:
+    """The whole ledger records at the start of ``data`` (a record still being written
+    left out), int64 of shape ``(n, 7)``, read in place."""
+    return np.frombuffer(data, np.int64, len(data) // _RECORD_BYTES * 7).reshape(-1, 7)
+
+
+def _record_blocks(f: BinaryIO) -> Iterator[np.ndarray]:
+    """The whole ledger records of a worker's spool from ``f``'s position, a read of
+    :data:`_READ_BYTES` at a time (see :func:`_whole_records`)."""
+    while data := f.read(_READ_BYTES):
+        records = _whole_records(data)
+        yield records
+        if records.nbytes < len(data):
+            return
 
 
 def _reject_batches(f: BinaryIO) -> Iterator[tuple[list[Reject], int]]:
@@ -271,12 +285,8 @@ def _reject_batches(f: BinaryIO) -> Iterator[tuple[list[Reject], int]]:
 
 def _ledger_batches(f: BinaryIO) -> Iterator[tuple[list[Reject], int]]:
     """The whole ledger records of a worker's spool from ``f``'s position, rendered, and their size."""
-    while data := f.read(_READ_BYTES):
-        whole = len(data) - len(data) % _RECORD_BYTES
-        ints = array("q", data[:whole])
-        yield [render(*ints[i : i + 7]) for i in range(0, len(ints), 7)], whole
-        if whole < len(data):
-            return
+    for records in _record_blocks(f):
+        yield [render(*r) for r in records.tolist()], records.nbytes
 
 
 def _stream(spool: Spool) -> Iterator[Reject]:
@@ -323,12 +333,8 @@ def _csv_batches(spool: Spool) -> Iterator[tuple[np.ndarray, bytes]]:
     and the CSV rows of at least :data:`_CSV_BATCH` rejects (fewer at the end)."""
     with open(spool.path, "rb") as f:
         if spool.ledger:
-            while data := f.read(_READ_BYTES):
-                whole = len(data) - len(data) % _RECORD_BYTES
-                records = np.frombuffer(data, np.int64, whole // 8).reshape(-1, 7)
+            for records in _record_blocks(f):
                 yield records[:, 0], _twin.csv_lines(records)
-                if whole < len(data):
-                    return
             return
         held: list[Reject] = []
         for batch, _ in _reject_batches(f):

@@ -44,6 +44,7 @@ HEADER = "client,available,held,total,locked\n"
 """The output's header line (SPEC "Output")."""
 REJECTS_HEADER = ("line", "type", "client", "tx", "amount", "reason", "detail")
 """Columns of the ``--rejects`` CSV."""
+_REJECTS_HEADER_LINE = ",".join(REJECTS_HEADER) + "\n"
 
 
 def account_line(client: int, available: int, held: int, locked: bool) -> str:
@@ -63,7 +64,7 @@ def write_accounts(out: IO[str], accounts: tuple[list[int], list[int], list[int]
 def write_rejects(out: IO[str], rejects: Iterable[Reject]) -> int:
     """Write the header and a ``line,type,client,tx,amount,reason,detail`` row per
     reject (the csv module's quoting), in the given order; return how many."""
-    out.write(",".join(REJECTS_HEADER) + "\n")
+    out.write(_REJECTS_HEADER_LINE)
     rejects = iter(rejects)
     written = 0
     while batch := list(itertools.islice(rejects, _REJECTS_BATCH)):
@@ -75,7 +76,7 @@ def write_rejects(out: IO[str], rejects: Iterable[Reject]) -> int:
 def write_rejects_csv(out: IO[str], rows: Iterable[bytes]) -> int:
     """Write the header and the rejects' CSV rows given as blocks (UTF-8 bytes, a row
     an LF, as :func:`shardpay.rejects.merged_csv` gives them); return how many rows."""
-    out.write(",".join(REJECTS_HEADER) + "\n")
+    out.write(_REJECTS_HEADER_LINE)
     written = 0
     for block in rows:
         out.write(block.decode("utf-8"))
