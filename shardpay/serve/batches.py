@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import re
 import time
 from dataclasses import dataclass
@@ -342,10 +343,12 @@ class Book:
 
     def close(self) -> bytes:
         """End the engine (every row applied); the final accounts as :meth:`snapshot` gives them."""
-        from ..report import HEADER, account_line
+        from ..report import write_accounts
 
-        with self.engine.close() as result:  # the columns straight to lines, as the batch CLI writes them
-            return (HEADER + "".join([account_line(*a) for a in zip(*result.accounts)])).encode()
+        out = io.StringIO()
+        with self.engine.close() as result:  # the columns, written as the batch CLI writes them
+            write_accounts(out, result.accounts)
+        return out.getvalue().encode()
 
 
 def _again(done: Applied, p: Pending) -> Outcome:
