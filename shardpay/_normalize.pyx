@@ -316,7 +316,7 @@ cdef inline unsigned char* put(unsigned char* w, const char* text, Py_ssize_t n)
     return w + n
 
 
-def normalize(bytes block):
+def normalize(bytes block not None):
     """Rewrite whole CSV lines into canonical JSON columns; see :mod:`shardpay._normalize_py`.
 
     Args:
@@ -403,7 +403,7 @@ def normalize(bytes block):
 cdef array.array _U64S = _array.array(U64)
 
 
-def fast_offsets(bytes marks):
+def fast_offsets(bytes marks not None):
     """The offsets of the lines marked for the fast path; see :mod:`shardpay._normalize_py`.
 
     Args:
