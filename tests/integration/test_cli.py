@@ -62,6 +62,19 @@ def test_python_dash_m(spec_file):
     assert r.stdout == SPEC_OUT
 
 
+def test_quiet_run_loads_no_display_library(spec_file, tmp_path):
+    """``--quiet`` draws nothing, so it does not pay rich's import (~30 ms of a small file's run)."""
+    import sys
+
+    out = tmp_path / "out.csv"
+    code = ("import sys; from shardpay.cli import main; "
+            f"rc = main([{str(spec_file)!r}, '-q', '-o', {str(out)!r}]); "
+            "print(rc, sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert r.stdout.decode().split() == ["0", "[]"]
+    assert out.read_bytes() == SPEC_OUT
+
+
 def test_output_file_rejects_and_stats(spec_file, tmp_path, shm_clean):
     out, rej, st = tmp_path / "acc.csv", tmp_path / "rej.csv", tmp_path / "stats.json"
     r = run_cli(str(spec_file), "-o", str(out), "--rejects", str(rej), "--stats", str(st), "--workers", "2")
