@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -51,6 +53,35 @@ def shardpay_cmd() -> list[str]:
 def run_cli(*args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run the installed ``shardpay`` with ``args``; capture bytes."""
     return subprocess.run(shardpay_cmd() + list(args), input=input, capture_output=True, timeout=timeout)
+
+
+def import_compiled(name: str, what: str):
+    """The compiled extension ``shardpay.<name>`` (``what``: its name in messages), imported.
+
+    Skips the test where it was not built (no C compiler); fails it under
+    ``CI=true``, where CI builds every extension.
+    """
+    try:
+        return importlib.import_module(f"shardpay.{name}")
+    except ImportError as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI builds the {what}, but shardpay.{name} does not import: {err}")
+        pytest.skip(f"the {what} is not built ({err}): pip install -e . with a C compiler")
+
+
+def run_cli_with_files(src, workers: int, env: dict[str, str], tmp_path) -> tuple[bytes, bytes, dict, str]:
+    """The installed CLI on ``src`` at ``workers``, with ``env`` added to the environment
+    (a twin's switch, such as ``SHARDPAY_LEDGER``), ``--rejects`` and ``--stats`` to files.
+
+    Returns:
+        (stdout, the rejects CSV, the stats as a dict, stderr). Fails the test on a non-zero exit.
+    """
+    tag = "-".join(f"{k}={v}" for k, v in sorted(env.items())) + f"-{workers}"
+    rej, stats = tmp_path / f"rejects-{tag}.csv", tmp_path / f"stats-{tag}.json"
+    r = subprocess.run([*shardpay_cmd(), str(src), "--workers", str(workers), "--rejects", str(rej),
+                        "--stats", str(stats)], capture_output=True, env=dict(os.environ, **env), timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout, rej.read_bytes(), json.loads(stats.read_text()), r.stderr.decode()
 
 
 def _segments() -> set[str]:

@@ -9,7 +9,6 @@ under ``CI=true``, where CI builds it and a missing extension is a failure.
 
 from __future__ import annotations
 
-import os
 from array import array
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from shardpay.codes import REASONS
 from shardpay.frames import pack_frame
 from shardpay.ledger import REJECT_FIELDS
+from tests.conftest import import_compiled
 
 TWINS = ("compiled", "python")
 """The ledger twins' names: ``shardpay._ledger`` and ``shardpay._ledger_py``."""
@@ -28,13 +28,7 @@ def twin(name: str) -> type:
         from shardpay._ledger_py import Ledger
 
         return Ledger
-    try:
-        from shardpay._ledger import Ledger  # type: ignore[no-redef]
-    except ImportError as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI builds the compiled ledger, but shardpay._ledger does not import: {err}")
-        pytest.skip(f"the compiled ledger is not built ({err}): pip install -e . with a C compiler")
-    return Ledger
+    return import_compiled("_ledger", "compiled ledger").Ledger
 
 
 def built_twins() -> list[type]:
@@ -43,12 +37,9 @@ def built_twins() -> list[type]:
     from shardpay._ledger_py import Ledger as Pure
 
     try:
-        from shardpay._ledger import Ledger as Compiled
-    except ImportError as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI builds the compiled ledger, but shardpay._ledger does not import: {err}")
+        return [twin("compiled"), Pure]
+    except pytest.skip.Exception:
         return [Pure]
-    return [Compiled, Pure]
 
 
 @pytest.fixture(params=TWINS)

@@ -12,28 +12,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import random
-import subprocess
 
 import pytest
 
 from shardpay.testing import model
 from shardpay.testing.generate import generate
-from tests.conftest import shardpay_cmd
+from tests.conftest import run_cli_with_files
 from tests.unit.test_claims import TWINS, twin
-
-
-def _run(src, workers: int, table: str, tmp_path) -> tuple[bytes, bytes, dict]:
-    """The CLI on ``src`` with ``SHARDPAY_CLAIMS=table``: output, rejects CSV, stats."""
-    rej = tmp_path / f"rejects-{table}-{workers}.csv"
-    stats = tmp_path / f"stats-{table}-{workers}.json"
-    env = dict(os.environ, SHARDPAY_CLAIMS=table)
-    r = subprocess.run([*shardpay_cmd(), str(src), "--workers", str(workers), "--rejects", str(rej),
-                        "--stats", str(stats)], capture_output=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr.decode()
-    return r.stdout, rej.read_bytes(), json.loads(stats.read_text())
 
 
 def _with_repeats(data: bytes, seed: int) -> bytes:
@@ -58,7 +44,8 @@ def test_compiled_claims_equal_python_claims(tmp_path, scenario, rows, workers):
     src = tmp_path / f"{scenario}.csv"
     src.write_bytes(_with_repeats(buf.getvalue(), 8))
     want = model.run(src.read_bytes())
-    runs = {table: _run(src, workers, table, tmp_path) for table in TWINS}
+    runs = {table: run_cli_with_files(src, workers, {"SHARDPAY_CLAIMS": table}, tmp_path)[:3]
+            for table in TWINS}
     for table, (output, rejects, stats) in runs.items():
         assert stats["sequencer"]["claims"] == table
         assert output.decode() == want.output, table

@@ -16,29 +16,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-import subprocess
 
 import pytest
 
 from shardpay.testing import model
 from shardpay.testing.generate import generate
-from tests.conftest import shardpay_cmd
+from tests.conftest import run_cli_with_files
 from tests.ledger_helpers import TWINS, twin
 
 WORKERS = (1, 2, 3, 8)
-
-
-def _run(src, workers: int, ledger: str, tmp_path) -> tuple[bytes, bytes, dict, str]:
-    """The CLI on ``src`` with ``SHARDPAY_LEDGER=ledger``: output, rejects CSV, stats, stderr."""
-    rej = tmp_path / f"rejects-{ledger}-{workers}.csv"
-    stats = tmp_path / f"stats-{ledger}-{workers}.json"
-    env = dict(os.environ, SHARDPAY_LEDGER=ledger)
-    r = subprocess.run([*shardpay_cmd(), str(src), "--workers", str(workers), "--rejects", str(rej),
-                        "--stats", str(stats)], capture_output=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr.decode()
-    return r.stdout, rej.read_bytes(), json.loads(stats.read_text()), r.stderr.decode()
 
 
 def _check(tmp_path, scenario: str, rows: int, seed: int, worker_counts) -> None:
@@ -48,7 +34,8 @@ def _check(tmp_path, scenario: str, rows: int, seed: int, worker_counts) -> None
         generate(rows, f, seed=seed, scenario=scenario, clients=3000)
     want = model.run(src.read_bytes())
     for workers in worker_counts:
-        runs = {ledger: _run(src, workers, ledger, tmp_path) for ledger in TWINS}
+        runs = {ledger: run_cli_with_files(src, workers, {"SHARDPAY_LEDGER": ledger}, tmp_path)
+                for ledger in TWINS}
         for ledger, (output, rejects, stats, _) in runs.items():
             assert stats["ledger"] == ledger
             assert output.decode() == want.output, (ledger, workers)
@@ -66,7 +53,7 @@ def test_the_summary_names_the_ledger(tmp_path):
     src = tmp_path / "tx.csv"
     src.write_bytes(b"type,client,tx,amount\ndeposit,1,1,1.0\n")
     for ledger in TWINS:
-        stderr = _run(src, 1, ledger, tmp_path)[3]
+        stderr = run_cli_with_files(src, 1, {"SHARDPAY_LEDGER": ledger}, tmp_path)[3]
         assert any(line.split() == ["ledger", ledger] for line in stderr.splitlines()), stderr
 
 

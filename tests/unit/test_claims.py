@@ -31,6 +31,7 @@ from shardpay import _claims_py, claims
 from shardpay._claims_py import CROWDED_ROUNDS
 from shardpay.claims import Claims
 from shardpay.codes import CHARGEBACK, DEPOSIT, DISPUTE, DUPLICATE, RESOLVE, WITHDRAWAL
+from tests.conftest import import_compiled
 from tests.frame_helpers import columns_of
 from shardpay.decode import Deposit, Dispute, Withdrawal
 from shardpay.frames import shard_frames, unpack_frame
@@ -45,13 +46,7 @@ def twin(name):
     """The ``ClaimTable`` class of twin ``name``; skips (fails under CI) a compiled one not built."""
     if name == "python":
         return _claims_py.ClaimTable
-    try:
-        from shardpay._claims import ClaimTable
-    except ImportError as err:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI builds the compiled claim table, but shardpay._claims does not import: {err}")
-        pytest.skip(f"the compiled claim table is not built ({err}): pip install -e . with a C compiler")
-    return ClaimTable
+    return import_compiled("_claims", "compiled claim table").ClaimTable
 
 
 def twin_module(name):
