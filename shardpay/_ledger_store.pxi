@@ -19,7 +19,7 @@
 #   transaction, small enough to stay in cache), then one block of FENCE ids.
 # * Other ids (`sparse` files) go to `side`, an open-addressing table
 #   (linear probing, Fibonacci hashing) of tx -> record at most half full,
-#   holding between 1/32 and 1/16 of the sorted arrays. When it is full its
+#   holding between 1/8 and 1/4 of the sorted arrays. When it is full its
 #   entries are sorted (radix sort) and merged into the sorted arrays from
 #   the back, in place; then a fresh, empty side table is made.
 #
@@ -32,11 +32,11 @@ cdef enum:
     FENCE = 64
     # The side table merges at SIDE_MIN entries, or at 1/SIDE_SHARE to 1/SIDE_SHARE * 2
     # of the sorted arrays if more. Every merge rewrites the sorted arrays, so a
-    # larger share merges less often but holds more: on 10M `sparse` rows 16
-    # gives 0.92x the apply time and 1.3 bytes more a stored transaction, 64
-    # 1.13x and 0.4 bytes less (profiling/README.md).
+    # larger share merges less often but holds more: on 10M `sparse` rows 8
+    # takes 0.79-0.83x the apply time of 32 for 3.7 bytes more a stored
+    # transaction (18.0), 4 no less time for 6.2 more (profiling/README.md).
     SIDE_MIN = 4096
-    SIDE_SHARE = 32
+    SIDE_SHARE = 8
     STATE_SHIFT = 16           # a record: client (bits 0-15), state (16-17), amount (18-63)
     AMOUNT_SHIFT = 18
 
