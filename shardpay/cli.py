@@ -153,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
             ``argv`` the caller's signal handlers are restored.
     """
     args = sys.argv[1:] if argv is None else argv
+    if argv is None:
+        # shardpay calls no BLAS routine. Without this, numpy's OpenBLAS starts a
+        # thread a core at import that spins for ~0.1 s: CPU the children need.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if args[:1] in (["serve"], ["send"], ["journal"]):  # the server, its client, its journal: own parsers
         return _serve_command(args[0], list(args[1:]))
     if args[:1] == ["generate"]:  # `shardpay generate ...`: a deterministic test input
