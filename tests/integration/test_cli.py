@@ -70,8 +70,27 @@ def test_quiet_run_loads_no_display_library(spec_file, tmp_path):
     code = ("import sys; from shardpay.cli import main; "
             f"rc = main([{str(spec_file)!r}, '-q', '-o', {str(out)!r}]); "
             "print(rc, sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
-    assert r.stdout.decode().split() == ["0", "[]"]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert r.stdout.decode().split() == ["0", "[]"], r.stderr.decode()
+    assert out.read_bytes() == SPEC_OUT
+
+
+@pytest.mark.parametrize("as_program", [True, False])
+def test_start_up_settings_only_when_main_is_the_program(spec_file, tmp_path, as_program):
+    """As the program (``main()``), the CLI keeps OpenBLAS to one thread (shardpay calls
+    no BLAS routine; its idle pool spins ~90 ms of CPU at numpy's import) and freezes the
+    collector as it ends; called with ``argv``, it leaves the caller's process alone."""
+    import sys
+
+    out = tmp_path / "out.csv"
+    args = [str(spec_file), "-q", "-o", str(out)]
+    call = f"sys.argv = ['shardpay', *{args!r}]; rc = main()" if as_program else f"rc = main({args!r})"
+    code = ("import gc, os, sys; from shardpay.cli import main; " + call + "; "
+            "print(rc, os.environ.get('OPENBLAS_NUM_THREADS'), gc.get_freeze_count() > 0)")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env)
+    want = ["0", "1", "True"] if as_program else ["0", "None", "False"]
+    assert r.stdout.decode().split() == want, r.stderr.decode()
     assert out.read_bytes() == SPEC_OUT
 
 
