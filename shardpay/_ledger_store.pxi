@@ -33,8 +33,8 @@ cdef enum:
     # The side table merges at SIDE_MIN entries, or at 1/SIDE_SHARE to 1/SIDE_SHARE * 2
     # of the sorted arrays if more. Every merge rewrites the sorted arrays, so a
     # larger share merges less often but holds more: on 10M `sparse` rows 8
-    # takes 0.79-0.83x the apply time of 32 for 3.7 bytes more a stored
-    # transaction (18.0), 4 no less time for 6.2 more (profiling/README.md).
+    # takes 0.79-0.83x the apply time of 32, at 17.9 bytes a stored
+    # transaction against 14.3; 4 takes 0.82x at 20.3 (profiling/README.md).
     SIDE_MIN = 4096
     SIDE_SHARE = 8
     STATE_SHIFT = 16           # a record: client (bits 0-15), state (16-17), amount (18-63)

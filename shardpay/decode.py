@@ -40,6 +40,7 @@ from typing import Annotated, NamedTuple
 import msgspec
 
 from ._exact_py import split_fields
+from ._normalize_py import EXACT as EXACT_MARK
 from .codes import CHARGEBACK, DEPOSIT
 from .errors import InputError
 from .fields import Chargeback, Client, Deposit, Dispute, Resolve, Row, Tx, Withdrawal
@@ -85,10 +86,6 @@ _DECODER = msgspec.json.Decoder(tuple[list[_Kind], list[Client], list[Tx], list[
 """The normaliser's JSON columns -> four lists of ints. Strict: integers only, and
 the ranges checked once more (the normaliser already has; an amount of 0 is
 a reference's)."""
-
-_EXACT = 2
-"""The normaliser's mark of a line for the exact path (``shardpay._normalize_py.EXACT``)."""
-
 
 class Columns(NamedTuple):
     """A chunk's well-formed rows as columns of equal length, in line order.
@@ -167,10 +164,10 @@ def decode_offsets(block: bytes, first_line: int) -> tuple[Columns, list[Reject]
 def _exact_lines(marks: bytes) -> Iterator[int]:
     """The indexes of the lines marked for the exact path, ascending: one ``find`` a
     line, so the plain rows between them cost nothing here."""
-    i = marks.find(_EXACT)
+    i = marks.find(EXACT_MARK)
     while i >= 0:
         yield i
-        i = marks.find(_EXACT, i + 1)
+        i = marks.find(EXACT_MARK, i + 1)
 
 
 _OFFSETS = array(U64)
